@@ -1,0 +1,26 @@
+"""moddecode: decoding-time multi-objective alignment of language models (the MOD paper)."""
+
+from .combine import combine_logprobs
+from .divergences import Divergence, get_divergence
+from .errors import (
+    ConfigError,
+    IncompatiblePoliciesError,
+    InfeasibleWeightsError,
+    MissingReferenceError,
+    ModDecodeError,
+    ModelLoadError,
+    UnknownNameError,
+)
+
+__all__ = [
+    "combine_logprobs",
+    "Divergence",
+    "get_divergence",
+    "ConfigError",
+    "IncompatiblePoliciesError",
+    "InfeasibleWeightsError",
+    "MissingReferenceError",
+    "ModDecodeError",
+    "ModelLoadError",
+    "UnknownNameError",
+]

@@ -1,0 +1,116 @@
+"""`combine_logprobs`: the one pure function every decoding strategy goes through."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from .divergences import Divergence, get_divergence
+from .errors import ConfigError, InfeasibleWeightsError, MissingReferenceError
+
+Tensor = torch.Tensor
+
+
+def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float32, device=None) -> Tensor:
+    """Validate weights: [M] or [M, ...] real, finite numbers. Returns a new tensor (never normalised)."""
+    try:
+        w = torch.as_tensor(weights, dtype=torch.float64).to(device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"weights must be real numbers, got {weights!r}") from None
+    if w.dim() == 0 or w.shape[0] != num_policies:
+        got = 1 if w.dim() == 0 else w.shape[0]
+        raise ConfigError(
+            f"got {got} weight(s) for {num_policies} policies; give one weight per policy, e.g. "
+            f"{','.join(['0.5'] * num_policies) if num_policies else '...'}"
+        )
+    if not torch.isfinite(w).all():
+        raise ConfigError(f"weights must be finite numbers, got {weights!r}")
+    return w.to(dtype)
+
+
+def weight_sum_needs_reference(divergence: Divergence, weights: Tensor) -> bool:
+    """Whether any weight vector in `weights` ([M, ...]) needs the reference under `divergence`."""
+    sums = weights.double().sum(dim=0).reshape(-1)
+    return any(divergence.needs_reference(float(s)) for s in sums)
+
+
+def combine_logprobs(
+    logprobs: Tensor,
+    weights: Sequence[float] | Tensor,
+    divergence="reverse_kl",
+    *,
+    ref_logprobs: Tensor | None = None,
+) -> Tensor:
+    """Combine M policies' log-probabilities into MOD's log-score (paper Eq. 5/6).
+
+    logprobs:     [M, ..., V] normalised log-probabilities of M policies (next-token or sequence level).
+    weights:      M real numbers, or [M, ...] with one weight vector per leading batch position.
+                  Not normalised; negative weights and sum(w) != 1 are allowed.
+    divergence:   'reverse_kl', 'forward_kl', 'jsd', 'alpha:<a>' (0 < a < 1), a Divergence, or a
+                  (grad_f, grad_f_inverse) pair of callables.
+    ref_logprobs: [..., V] log-probabilities of pi_ref; required where the math depends on it.
+
+    Returns [..., V]: l_ref + log (grad f)^-1(sum_i w_i grad f(pi_i/pi_ref)), -inf for tokens outside
+    the domain of (grad f)^-1 or outside the support of a policy with non-zero weight. Never NaN.
+    Inputs are not modified. Raises InfeasibleWeightsError if some position has no feasible token.
+    """
+    div = get_divergence(divergence)
+    if not isinstance(logprobs, torch.Tensor) or logprobs.dim() < 2:
+        raise ConfigError("logprobs must be a tensor of shape [M, ..., V] (M policies, V tokens)")
+    if not logprobs.is_floating_point():
+        raise ConfigError(f"logprobs must be floating point, got {logprobs.dtype}")
+    num_policies = logprobs.shape[0]
+    work_dtype = torch.float64 if logprobs.dtype == torch.float64 else torch.float32
+    l = logprobs.to(work_dtype)
+    w = as_weight_tensor(weights, num_policies, dtype=work_dtype, device=l.device)
+    batch_shape = l.shape[1:-1]
+    if w.dim() > 1 and tuple(w.shape[1:]) != tuple(batch_shape[: w.dim() - 1]):
+        raise ConfigError(
+            f"weights of shape {tuple(w.shape)} do not match logprobs of shape {tuple(l.shape)}: "
+            "use [M] or [M, *leading batch dims]"
+        )
+    w = w.reshape(tuple(w.shape) + (1,) * (l.dim() - w.dim()))
+    wsum = w.sum(dim=0)
+    ref = None
+    if ref_logprobs is not None:
+        if tuple(ref_logprobs.shape) != tuple(l.shape[1:]):
+            raise ConfigError(
+                f"ref_logprobs has shape {tuple(ref_logprobs.shape)}, expected {tuple(l.shape[1:])} (logprobs without M)"
+            )
+        ref = ref_logprobs.to(work_dtype)
+    elif weight_sum_needs_reference(div, w):
+        raise MissingReferenceError(
+            f"divergence {div.name!r} with weights summing to {_describe_sums(wsum)} needs the reference "
+            "policy's log-probabilities (ref_logprobs / reference=...); or use weights that sum to 1"
+            + (" (jsd always needs it)" if div.name == "jsd" else "")
+        )
+
+    score = div.log_score(l, w, ref, wsum)
+    # Tokens outside the support of any policy that counts (non-zero weight, or the reference) are out.
+    outside = (torch.isneginf(l) & (w != 0)).any(dim=0)
+    if ref is not None:
+        outside = outside | torch.isneginf(ref)
+    score = torch.where(outside | torch.isnan(score), torch.full_like(score, -math.inf), score)
+    score = torch.where(torch.isposinf(score), torch.full_like(score, torch.finfo(score.dtype).max), score)
+    infeasible_rows = torch.isneginf(score).all(dim=-1)
+    if infeasible_rows.any():
+        raise InfeasibleWeightsError(_infeasible_message(div, w, infeasible_rows))
+    return score.to(logprobs.dtype)
+
+
+def _describe_sums(wsum: Tensor) -> str:
+    values = sorted({round(float(s), 6) for s in wsum.reshape(-1)})
+    return ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if len(values) > 5 else "")
+
+
+def _infeasible_message(div: Divergence, w: Tensor, rows: Tensor) -> str:
+    index = tuple(int(i) for i in rows.nonzero()[0])
+    row_weights = w.expand(w.shape[0], *rows.shape, 1)[(slice(None), *index, 0)]
+    vector = [round(float(x), 6) for x in row_weights]
+    return (
+        f"no token is feasible under divergence {div.name!r} with weights {vector}"
+        f"{' at batch position ' + str(index) if index else ''}: (grad f)^-1 is undefined for every token. "
+        "Use non-negative weights, or a divergence whose domain allows these weights (reverse_kl allows any)."
+    )
