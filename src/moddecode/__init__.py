@@ -24,3 +24,9 @@ __all__ = [
     "ModelLoadError",
     "UnknownNameError",
 ]
+
+from .decoding import Generation, TextDelta, TokenDiagnostics  # noqa: E402
+from .mod import MOD  # noqa: E402
+from .policy import Policy  # noqa: E402
+
+__all__ += ["MOD", "Policy", "Generation", "TextDelta", "TokenDiagnostics"]

@@ -1,0 +1,75 @@
+"""Beam search over the f-score (paper Appendix D.1), any number of policies.
+
+Each step scores every successor of every live beam, keeps the top K per prompt, moves successors
+that end in EOS (or hit a stop string, or reach the length limit) to the completed set, and returns
+the completed sequence with the highest f-score. With scope='sequence' the f-score is Eq. (6) on the
+cumulative log-probabilities of the whole prefix; with scope='token' it is the running sum of
+token-level scores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .decoding import DecodingConfig, Generation, Scorer, decode_until_stop
+from .engine import Engine
+
+
+def beam_search(engine: Engine, scorer: Scorer, prompts: list[str], config: DecodingConfig,
+                tokenizer, eos_ids: set[int]) -> list[Generation]:
+    k = config.num_beams
+    logprobs = engine.prefill(prompts)  # [members, N, V], one live beam per prompt to start
+    vocab = logprobs.shape[-1]
+    owner = list(range(len(prompts)))  # prompt index of each live beam
+    beam_ids: list[list[int]] = [[] for _ in prompts]
+    cumulative = torch.zeros(logprobs.shape[:2], dtype=torch.float64, device=logprobs.device)
+    running = torch.zeros(len(prompts), dtype=torch.float64, device=logprobs.device)
+    completed: list[list[tuple[float, list[int], str]]] = [[] for _ in prompts]
+
+    for depth in range(config.max_new_tokens):
+        scores = scorer.scores(logprobs, cumulative)  # [N, V]
+        candidates = scores if config.scope == "sequence" else running.unsqueeze(1) + scores
+        last = depth == config.max_new_tokens - 1
+        parents, tokens, values, next_ids = [], [], [], []
+        for prompt_index in range(len(prompts)):
+            beams = [j for j, o in enumerate(owner) if o == prompt_index]
+            if not beams:
+                continue
+            flat = candidates[beams].reshape(-1)
+            top = torch.topk(flat, min(k, flat.numel()))
+            for value, flat_index in zip(top.values.tolist(), top.indices.tolist()):
+                if value == -math.inf:
+                    break
+                parent, token = beams[flat_index // vocab], flat_index % vocab
+                if token in eos_ids:
+                    completed[prompt_index].append((value, beam_ids[parent], "stop"))
+                    continue
+                ids = beam_ids[parent] + [token]
+                if config.stop and decode_until_stop(tokenizer, ids, config.stop)[1]:
+                    completed[prompt_index].append((value, ids, "stop"))
+                elif last:
+                    completed[prompt_index].append((value, ids, "length"))
+                else:
+                    parents.append(parent)
+                    tokens.append(token)
+                    values.append(value)
+                    next_ids.append(ids)
+        if not parents:
+            break
+        index = torch.tensor(parents, device=logprobs.device)
+        chosen = torch.tensor(tokens, device=logprobs.device)
+        cumulative = cumulative[:, index] + logprobs[:, index, chosen].double()
+        running = torch.tensor(values, dtype=torch.float64, device=logprobs.device)
+        owner = [owner[p] for p in parents]
+        beam_ids = next_ids
+        engine.select(index)
+        scorer.select(index)
+        logprobs = engine.step(chosen)
+
+    results = []
+    for done in completed:
+        score, ids, reason = max(done, key=lambda item: item[0])
+        results.append(Generation(decode_until_stop(tokenizer, ids, config.stop)[0], ids, reason, score=score))
+    return results
