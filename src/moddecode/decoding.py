@@ -35,6 +35,7 @@ class DecodingConfig:
     num_beams: int = 4
     scope: str = "sequence"
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # keep decoding past EOS (benchmarks: fixed-length outputs)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -67,16 +67,18 @@ class MOD:
                               f"got {weights!r}") from None
         uses_reference = weight_sum_needs_reference(self.divergence, w)
         if uses_reference and self.reference is None:
+            sums = sorted({round(float(s), 6) for s in w.sum(0)})
+            remedy = "" if self.divergence.needs_reference(1.0) else ", or use weights that sum to 1"
             raise MissingReferenceError(
-                f"divergence {self.divergence.name!r} with weights summing to "
-                f"{sorted({round(float(s), 6) for s in w.sum(0)})} needs a reference policy: "
-                "pass MOD(..., reference=Policy.load(...)), or use weights that sum to 1"
+                f"divergence {self.divergence.name!r} with weights summing to {sums} needs a reference policy: "
+                f"pass MOD(..., reference=Policy.load(...)) (CLI: --reference SOURCE; policy set: `reference:`)"
+                f"{remedy}"
             )
         members = [*self.policies, *([self.reference] if uses_reference else [])]
         engine = Engine(members, self.vocab_size)
         scorer = Scorer(self.divergence, w.to(engine.groups[0][0].device), len(self.policies), uses_reference,
                         config.scope)
-        eos_ids = set().union(*(p.eos_token_ids() for p in members))
+        eos_ids = set() if config.ignore_eos else set().union(*(p.eos_token_ids() for p in members))
         return single, prompt_list, engine, scorer, eos_ids
 
     @staticmethod
@@ -102,7 +104,7 @@ class MOD:
                  max_new_tokens: int | Sequence[int] = 128, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, num_beams: int = 4,
                  scope: str = "sequence", stop: str | Sequence[str] | None = None,
-                 return_diagnostics: bool = False):
+                 ignore_eos: bool = False, return_diagnostics: bool = False):
         """Decode each prompt under its weighting.
 
         prompts: a string (returns one result) or a list (returns a list, one per prompt).
@@ -112,7 +114,7 @@ class MOD:
         """
         config, limits = self._config(dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature,
                                            top_k=top_k, top_p=top_p, seed=seed, num_beams=num_beams, scope=scope,
-                                           stop=stop))
+                                           stop=stop, ignore_eos=ignore_eos))
         single, prompt_list, engine, scorer, eos_ids = self._prepare(prompts, weights, config, limits)
         tokenizer = self.policies[0].tokenizer
         if config.strategy == "beam":

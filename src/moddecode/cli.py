@@ -1,0 +1,210 @@
+"""The `moddecode` command line. Errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import ConfigError, ModDecodeError
+
+app = typer.Typer(
+    help="Decoding-time multi-objective alignment (MOD): combine policies tuned for different objectives, "
+    "weighted per request, with no retraining.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for our output: no per-load progress bars or advisory warnings from transformers."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def run_guarded(fn):
+    """Run fn, turning user errors into one clear line (set MODDECODE_DEBUG=1 for tracebacks)."""
+    try:
+        quiet_libraries()
+        return fn()
+    except typer.Exit:
+        raise
+    except (ModDecodeError, OSError) as exc:
+        if os.environ.get("MODDECODE_DEBUG"):
+            raise
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - last resort: still no traceback for users
+        if os.environ.get("MODDECODE_DEBUG"):
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (rerun with MODDECODE_DEBUG=1 for details)", 1)
+
+
+def parse_weights(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--weights must be comma-separated numbers like 0.3,0.7; got {text!r}") from None
+
+
+def split_named(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"{flag} takes NAME=VALUE (NAME being a --policy name), got {item!r}")
+        out[name] = value
+    return out
+
+
+def policy_set_from_flags(policies: list[str], systems: list[str], adapters: list[str],
+                          reference: str | None, divergence: str) -> dict:
+    """The same dict a YAML policy set holds, built from command-line flags."""
+    specs = []
+    for i, item in enumerate(policies):
+        name, sep, source = item.partition("=")
+        if not sep:
+            name, source = f"policy{i}", item
+        specs.append({"name": name, "source": source})
+    names = [s["name"] for s in specs]
+    for flag, mapping, key in (("--system", split_named(systems, "--system"), "system_prompt"),
+                               ("--adapter", split_named(adapters, "--adapter"), "adapter")):
+        for name, value in mapping.items():
+            if name not in names:
+                raise ConfigError(f"{flag} names policy {name!r}, but the policies are {', '.join(names)}")
+            specs[names.index(name)][key] = value
+    config = {"policies": specs, "divergence": divergence}
+    if reference:
+        config["reference"] = {"source": reference}
+    return config
+
+
+def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
+    out = list(prompts)
+    if prompts_file is not None:
+        text = sys.stdin.read() if str(prompts_file) == "-" else prompts_file.read_text()
+        out += [line for line in text.splitlines() if line.strip()]
+    if not out:
+        raise ConfigError("give at least one prompt (as arguments, or --prompts-file FILE, '-' for stdin)")
+    return out
+
+
+@app.command()
+def generate(
+    prompts: list[str] = typer.Argument(None, help="Prompts to answer (each one is a user message)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML policy set (policies, reference, divergence)."),
+    policy: list[str] = typer.Option([], "--policy", "-p", help="NAME=SOURCE (repeat): HF folder, .gguf file, hub id or 'smollm2'."),
+    system: list[str] = typer.Option([], "--system", help="NAME=TEXT: give policy NAME a system prompt (repeat)."),
+    adapter: list[str] = typer.Option([], "--adapter", help="NAME=FOLDER: give policy NAME a PEFT LoRA adapter (repeat)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference policy source (needed by jsd, or weights not summing to 1)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="One weight per policy, e.g. 0.3,0.7 (default: equal)."),
+    divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
+    strategy: str = typer.Option("greedy", "--strategy", "-s", help="greedy, sample or beam."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Stop after this many tokens."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (strategy sample)."),
+    top_k: Optional[int] = typer.Option(None, help="Sample among the k best tokens only."),
+    top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass."),
+    seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
+    num_beams: int = typer.Option(4, help="Beams (strategy beam)."),
+    scope: str = typer.Option("sequence", help="sequence: score whole prefixes (Eq. 6); token: next token only."),
+    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeat)."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="File with one prompt per line ('-' = stdin)."),
+    stream: bool = typer.Option(False, "--stream", help="Print text as it is decoded."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per prompt."),
+) -> None:
+    """Answer prompts with several policies combined under one weighting."""
+
+    def go():
+        from .config import load_policy_set
+
+        if config is None and not policy:
+            raise ConfigError("give policies with --config FILE.yaml or --policy NAME=SOURCE (e.g. --policy a=smollm2)")
+        if config is not None and policy:
+            raise ConfigError("use either --config or --policy flags, not both")
+        spec = str(config) if config is not None else policy_set_from_flags(policy, system, adapter, reference, divergence)
+        mod, meta = load_policy_set(spec)
+        if config is not None and divergence != "reverse_kl":
+            from .divergences import get_divergence
+
+            mod.divergence = get_divergence(divergence)
+        prompt_list = read_prompts(prompts or [], prompts_file)
+        w = parse_weights(weights) if weights else meta.defaults.get("weights", [1.0 / len(mod.policies)] * len(mod.policies))
+        kwargs = dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                      top_p=top_p, seed=seed, num_beams=num_beams, scope=scope, stop=stop or None)
+        if stream:
+            if as_json:
+                raise ConfigError("--stream and --json do not combine; pick one")
+            for i, prompt in enumerate(prompt_list):
+                if len(prompt_list) > 1:
+                    typer.echo(f"\n### {prompt}")
+                for delta in mod.stream(prompt, w, **kwargs):
+                    typer.echo(delta.text, nl=False)
+                typer.echo()
+            return
+        results = mod.generate(prompt_list, w, return_diagnostics=True, **kwargs)
+        for prompt, result in zip(prompt_list, results):
+            if as_json:
+                typer.echo(json.dumps({"prompt": prompt, "weights": w, "divergence": mod.divergence.name,
+                                       "policies": mod.names, "text": result.text,
+                                       "finish_reason": result.finish_reason, "num_tokens": len(result.token_ids)}))
+            elif len(prompt_list) > 1:
+                typer.echo(f"### {prompt}\n{result.text}\n")
+            else:
+                typer.echo(result.text)
+
+    run_guarded(go)
+
+
+@app.command()
+def demo(
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", "-n", help="Tokens per response."),
+    prompt: list[str] = typer.Option([], "--prompt", help="Prompt to use instead of the built-in ones (repeat)."),
+    weights: list[str] = typer.Option([], "--weights", "-w", help="A weighting like 1,0,0 (repeat; default: five)."),
+    divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
+) -> None:
+    """Show the steering: the bundled SmolLM2 under three prompted objectives at several weightings."""
+
+    def go():
+        from rich.console import Console
+        from rich.table import Table
+
+        from .demo import DEMO_OBJECTIVES, run_demo
+
+        weightings = [parse_weights(w) for w in weights] or None
+        console = Console()
+        console.print("[bold]moddecode demo[/bold]: SmolLM2-135M-Instruct (bundled) as three policies, one per "
+                      "objective:")
+        for name, text in DEMO_OBJECTIVES.items():
+            console.print(f"  [cyan]{name}[/cyan]: {text}")
+        console.print("Every prompt x weighting below decodes together in one batch. Loading the model...")
+        names, rows = run_demo(prompt or None, weightings, max_new_tokens=max_new_tokens, divergence=divergence)
+        for p in dict.fromkeys(r.prompt for r in rows):
+            table = Table(title=f"[bold]{p}[/bold]", show_lines=True, expand=True)
+            table.add_column("weights (" + ", ".join(names) + ")", no_wrap=True)
+            table.add_column("response")
+            for r in rows:
+                if r.prompt == p:
+                    table.add_row(", ".join(f"{x:g}" for x in r.weights), r.response.strip())
+            console.print(table)
+
+    run_guarded(go)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

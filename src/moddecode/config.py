@@ -1,0 +1,204 @@
+"""Policy sets: a YAML file (or dict) naming the policies MOD combines, shared by the CLI and the server.
+
+Schema (unknown keys are errors, with "did you mean"):
+
+    name: mod                      # optional id (the server's model id); default "mod"
+    policies:                      # one per objective, all sharing one vocabulary
+      - name: helpful              # unique; also selectable as a model id (one-hot weights)
+        source: smollm2            # HF folder, .gguf file, hub id (online only) or "smollm2" (bundled)
+        adapter: adapters/helpful  # optional PEFT LoRA folder
+        system_prompt: "..."       # optional
+        objective: helpfulness     # optional label shown to users; default = name
+    reference: {source: smollm2}   # optional pi_ref (adapter/system_prompt allowed); needed for JSD etc.
+    divergence: reverse_kl         # default divergence
+    defaults: {max_new_tokens: 128, strategy: greedy, weights: [0.4, 0.3, 0.3], ...}
+    device: cpu                    # optional (default: cuda if available)
+    dtype: float32                 # optional: float32, bfloat16, float16
+    server: {...}                  # read by moddecode.server.config, ignored here
+
+Relative `source`/`adapter` paths are resolved against the YAML file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .combine import as_weight_tensor
+from .decoding import DecodingConfig
+from .divergences import get_divergence
+from .errors import ConfigError
+from .mod import MOD
+from .policy import ModelCache, Policy
+
+TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "defaults", "device", "dtype", "server"]
+POLICY_KEYS = ["name", "source", "adapter", "system_prompt", "objective"]
+REFERENCE_KEYS = ["source", "adapter", "system_prompt"]
+DEFAULT_KEYS = ["max_new_tokens", "strategy", "temperature", "top_k", "top_p", "scope", "num_beams", "stop", "weights"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy (or the reference) as written in the policy set, with paths resolved."""
+
+    name: str
+    source: str
+    adapter: str | None = None
+    system_prompt: str | None = None
+    objective: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicySetMeta:
+    """Everything in a policy set besides the loaded models."""
+
+    name: str
+    policies: tuple[PolicySpec, ...]
+    reference: PolicySpec | None
+    divergence: str  # canonical name, e.g. "reverse_kl" or "alpha:0.5"
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # validated decoding defaults (+ "weights")
+    server: Mapping[str, Any] = field(default_factory=dict)  # raw `server:` section
+    path: Path | None = None
+
+    @property
+    def objectives(self) -> list[str]:
+        return [p.objective or p.name for p in self.policies]
+
+    @classmethod
+    def from_mod(cls, mod: MOD, name: str = "mod") -> "PolicySetMeta":
+        """Meta for a MOD built in code; objectives come from adapter metadata (`moddecode.json`) if any."""
+        def spec(policy: Policy) -> PolicySpec:
+            return PolicySpec(name=policy.name, source=policy.base.key.split("|")[0],
+                              system_prompt=policy.system_prompt, objective=policy.metadata.get("objective"))
+
+        return cls(name=name, policies=tuple(spec(p) for p in mod.policies),
+                   reference=spec(mod.reference) if mod.reference is not None else None,
+                   divergence=mod.divergence.name)
+
+
+def load_policy_set(path_or_dict: str | Path | Mapping, *, cache: ModelCache | None = None) -> tuple[MOD, PolicySetMeta]:
+    """Load a policy set from a YAML file or an already-parsed mapping; returns (MOD, meta)."""
+    raw, base_dir, path = _read(path_or_dict)
+    check_keys("policy set", raw, TOP_LEVEL_KEYS)
+    specs = _policy_specs(raw.get("policies"), base_dir)
+    reference = _reference_spec(raw.get("reference"), base_dir)
+    divergence = get_divergence(raw.get("divergence", "reverse_kl")).name
+    name = raw.get("name", "mod")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"policy set `name` must be a non-empty string, got {name!r}")
+    if name in {s.name for s in specs}:
+        raise ConfigError(f"policy set name {name!r} equals a policy name; rename one of them")
+    defaults = _defaults(raw.get("defaults") or {}, len(specs))
+    server = raw.get("server") or {}
+    if not isinstance(server, Mapping):
+        raise ConfigError(f"`server` must be a mapping, got {type(server).__name__}")
+    device, dtype = raw.get("device"), _dtype(raw.get("dtype"))
+
+    def load(spec: PolicySpec) -> Policy:
+        return Policy.load(spec.source, adapter=spec.adapter, system_prompt=spec.system_prompt, name=spec.name,
+                           device=device, dtype=dtype, cache=cache)
+
+    mod = MOD([load(s) for s in specs], reference=load(reference) if reference else None, divergence=divergence)
+    meta = PolicySetMeta(name=name, policies=tuple(specs), reference=reference, divergence=divergence,
+                         defaults=defaults, server=dict(server), path=path)
+    return mod, meta
+
+
+def _read(path_or_dict) -> tuple[dict, Path, Path | None]:
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), Path.cwd(), None
+    path = Path(path_or_dict).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"policy set file not found: {path}")
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must contain a mapping with a `policies` list")
+    return dict(raw), path.parent.resolve(), path
+
+
+def check_keys(where: str, entry: Mapping, allowed: list[str]) -> None:
+    """Raise ConfigError for a key not in `allowed`, suggesting the closest one."""
+    for key in entry:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown key {key!r} in {where}.{hint} Allowed: {', '.join(allowed)}.")
+
+
+def _resolve(value: str | None, base_dir: Path) -> str | None:
+    """Paths relative to the YAML file's folder; aliases and hub ids stay as they are."""
+    if value is None:
+        return None
+    candidate = base_dir / Path(value).expanduser()
+    return str(candidate) if not Path(value).is_absolute() and candidate.exists() else value
+
+
+def _spec(entry, where: str, allowed: list[str], base_dir: Path, default_name: str | None = None) -> PolicySpec:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a mapping with at least `source`, got {entry!r}")
+    check_keys(where, entry, allowed)
+    name = entry.get("name", default_name)
+    for key in ("name", "source"):
+        value = name if key == "name" else entry.get("source")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} needs a non-empty string `{key}`, got {value!r}")
+    for key in ("adapter", "system_prompt", "objective"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise ConfigError(f"{where} `{key}` must be a string, got {entry[key]!r}")
+    return PolicySpec(name=name, source=_resolve(entry["source"], base_dir), adapter=_resolve(entry.get("adapter"), base_dir),
+                      system_prompt=entry.get("system_prompt"), objective=entry.get("objective"))
+
+
+def _policy_specs(entries, base_dir: Path) -> list[PolicySpec]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("a policy set needs a non-empty `policies` list of {name, source, ...} entries")
+    specs = [_spec(e, f"policies[{i}]", POLICY_KEYS, base_dir) for i, e in enumerate(entries)]
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"policy names must be unique; repeated: {', '.join(duplicates)}")
+    return specs
+
+
+def _reference_spec(entry, base_dir: Path) -> PolicySpec | None:
+    if entry is None:
+        return None
+    return _spec(entry, "reference", REFERENCE_KEYS, base_dir, default_name="reference")
+
+
+def _defaults(entry, num_policies: int) -> dict:
+    """Validated decoding defaults: the same checks as a request would get."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"`defaults` must be a mapping, got {entry!r}")
+    check_keys("defaults", entry, DEFAULT_KEYS)
+    defaults = dict(entry)
+    if "weights" in defaults:
+        try:
+            defaults["weights"] = as_weight_tensor(defaults["weights"], num_policies, dtype=torch.float64).tolist()
+        except ConfigError as exc:
+            raise ConfigError(f"defaults.weights: {exc}") from None
+    if isinstance(defaults.get("stop"), str):
+        defaults["stop"] = [defaults["stop"]]
+    decoding = {k: v for k, v in defaults.items() if k != "weights"}
+    if "stop" in decoding:
+        decoding["stop"] = tuple(decoding["stop"] or ())
+    DecodingConfig(**decoding)  # raises ConfigError naming the bad value
+    return defaults
+
+
+def _dtype(value) -> torch.dtype | None:
+    if value is None:
+        return None
+    if value not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
+    return DTYPES[value]
