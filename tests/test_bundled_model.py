@@ -54,3 +54,10 @@ def test_demo_batches_every_prompt_and_weighting(smol_policies):
     assert names == list(DEMO_OBJECTIVES)
     assert [r.weights for r in rows] == [(1, 0, 0), (0, 0, 1)]
     assert all(r.response.strip() for r in rows)
+
+
+def test_gguf_path_and_alias_share_one_model(smol_policies):
+    by_path = Policy.load(str(bundled_smollm2_gguf()))
+    assert by_path.model is smol_policies[0].model
+    assert by_path.encode("hi") == by_path.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_dict=False)

@@ -221,3 +221,11 @@ def test_bad_shapes_are_rejected():
         combine_logprobs(torch.zeros(5), [1.0])
     with pytest.raises(ConfigError, match="ref_logprobs has shape"):
         combine_logprobs(random_logprobs(2, 3, 0), [0.5, 0.5], "jsd", ref_logprobs=torch.zeros(4))
+
+
+def test_alpha_inverse_is_undefined_outside_its_domain():
+    # (1 - a v)^(-1/a) is real for a = 0.5 even when 1 - a v < 0; it must still count as infeasible
+    div = get_divergence("alpha:0.5")
+    v = torch.tensor([1.0, 2.5, 3.0], dtype=torch.float64)
+    out = div.grad_f_inverse(v)
+    assert torch.isfinite(out[0]) and torch.isnan(out[1:]).all()

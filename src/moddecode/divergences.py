@@ -132,7 +132,8 @@ class AlphaDivergence(Divergence):
         super().__init__(
             f"alpha:{alpha:g}",
             lambda u: (1 - u.pow(-alpha)) / alpha,
-            lambda v: (1 - alpha * v).pow(-1 / alpha),
+            # outside 1 - a v > 0 the power can still be real (even 1/a): mark it NaN, i.e. infeasible
+            lambda v: torch.where(1 - alpha * v > 0, (1 - alpha * v).pow(-1 / alpha), torch.full_like(v, math.nan)),
         )
 
     def needs_reference(self, weight_sum: float) -> bool:
