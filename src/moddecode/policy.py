@@ -171,7 +171,8 @@ class Policy:
                 metadata = json.loads(meta_file.read_text())
         if system_prompt is not None and not isinstance(system_prompt, str):
             raise ConfigError(f"system_prompt must be a string, got {type(system_prompt).__name__}")
-        default_name = Path(str(adapter)).name if adapter is not None else (source if system_prompt is None else "prompted")
+        default_name = metadata.get("objective") or (
+            Path(str(adapter)).name if adapter is not None else (source if system_prompt is None else "prompted"))
         return cls(base, adapter_name=adapter_name, system_prompt=system_prompt, name=name or default_name,
                    metadata=metadata)
 
