@@ -269,5 +269,23 @@ def train(
     run_guarded(go)
 
 
+@app.command()
+def serve(
+    config: Path = typer.Argument(..., help="YAML policy set (see examples/server.yaml); its `server:` section sets limits."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback should come with --api-key."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' (default: $MODDECODE_API_KEY)."),
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) with per-request
+    `weights` and `divergence`, and a playground page at /."""
+
+    def go():
+        from .server import run_server
+
+        run_server(config, host=host, port=port, api_key=api_key)
+
+    run_guarded(go)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

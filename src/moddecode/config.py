@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .bundled import SMOLLM2_ALIAS
 from .combine import as_weight_tensor
 from .decoding import DecodingConfig
 from .divergences import get_divergence
@@ -81,7 +82,8 @@ class PolicySetMeta:
                    divergence=mod.divergence.name)
 
 
-def load_policy_set(path_or_dict: str | Path | Mapping, *, cache: ModelCache | None = None) -> tuple[MOD, PolicySetMeta]:
+def load_policy_set(path_or_dict: str | Path | Mapping, *,
+                    cache: ModelCache | None = None) -> tuple[MOD, PolicySetMeta]:
     """Load a policy set from a YAML file or an already-parsed mapping; returns (MOD, meta)."""
     raw, base_dir, path = _read(path_or_dict)
     check_keys("policy set", raw, TOP_LEVEL_KEYS)
@@ -137,8 +139,8 @@ def check_keys(where: str, entry: Mapping, allowed: list[str]) -> None:
 
 def _resolve(value: str | None, base_dir: Path) -> str | None:
     """Paths relative to the YAML file's folder; aliases and hub ids stay as they are."""
-    if value is None:
-        return None
+    if value is None or value == SMOLLM2_ALIAS:
+        return value
     candidate = base_dir / Path(value).expanduser()
     return str(candidate) if not Path(value).is_absolute() and candidate.exists() else value
 
@@ -155,7 +157,8 @@ def _spec(entry, where: str, allowed: list[str], base_dir: Path, default_name: s
     for key in ("adapter", "system_prompt", "objective"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise ConfigError(f"{where} `{key}` must be a string, got {entry[key]!r}")
-    return PolicySpec(name=name, source=_resolve(entry["source"], base_dir), adapter=_resolve(entry.get("adapter"), base_dir),
+    return PolicySpec(name=name, source=_resolve(entry["source"], base_dir),
+                      adapter=_resolve(entry.get("adapter"), base_dir),
                       system_prompt=entry.get("system_prompt"), objective=entry.get("objective"))
 
 

@@ -1,0 +1,89 @@
+"""Running the app: `run_server` (what `moddecode serve` calls) and `BackgroundServer` (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping
+
+from .app import create_app
+from .config import load_server_config
+
+log = logging.getLogger("moddecode.server")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def build_app(config: str | Path | Mapping, *, api_key: str | None = None, cache=None):
+    """Load a policy set (YAML path or mapping) with its `server:` settings and create the app."""
+    mod, meta, settings = load_server_config(config, cache=cache)
+    return create_app(mod, meta=meta, api_key=api_key, **asdict(settings))
+
+
+def run_server(config_path: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+               log_level: str = "info") -> None:
+    """Serve the policy set in `config_path` until interrupted. The API key falls back to $MODDECODE_API_KEY."""
+    import uvicorn
+
+    api_key = api_key or os.environ.get("MODDECODE_API_KEY") or None
+    if host not in LOOPBACK and api_key is None:
+        log.warning("listening on %s without an API key: anyone who can reach this address can use the models; "
+                    "pass --api-key", host)
+    app = build_app(config_path, api_key=api_key)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+class BackgroundServer:
+    """Serve an app on a free loopback port in a daemon thread; a context manager that always stops it.
+
+        with BackgroundServer(create_app(mod)) as server:
+            OpenAI(base_url=server.url + "/v1", api_key="-")...
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+        import uvicorn
+
+        # Bind here (port 0 = any free port) and hand the socket over: no race for the port number.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level=self.log_level, lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                        name=f"moddecode-server-{self.port}")
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server on {self.url} did not start within {timeout:g} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
