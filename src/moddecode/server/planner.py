@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+
+import torch
 from dataclasses import dataclass
 
 from ..combine import as_weight_tensor
@@ -108,7 +110,7 @@ class RequestPlanner:
 
     def _weights(self, weights) -> tuple[float, ...]:
         try:
-            return tuple(as_weight_tensor(weights, len(self.names)).double().tolist())
+            return tuple(as_weight_tensor(weights, len(self.names), dtype=torch.float64).tolist())
         except ConfigError as exc:
             raise ApiError(400, f"{exc} (policies, in order: {self.names})", param="weights",
                            code="invalid_weights") from None
