@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass
 
 import torch
-from dataclasses import dataclass
 
 from ..combine import as_weight_tensor
 from ..config import PolicySetMeta
