@@ -24,12 +24,19 @@ from moddecode.policy import ModelCache
 PROMPT = "Explain how a rainbow forms."
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -39,20 +46,22 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--source", default="smollm2", help="model to load (default: the bundled SmolLM2)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     n = args.tokens
     systems = list(DEMO_OBJECTIVES.values())
     shared = ModelCache()
-    batched = [Policy.load("smollm2", system_prompt=s, cache=shared) for s in systems]
+    batched = [Policy.load(args.source, system_prompt=s, cache=shared, device=args.device) for s in systems]
     # Separate caches load separate model copies: three groups, one forward each per step.
-    separate = [Policy.load("smollm2", system_prompt=s, cache=ModelCache()) for s in systems]
+    separate = [Policy.load(args.source, system_prompt=s, cache=ModelCache(), device=args.device) for s in systems]
     alone = batched[0]
     weights = [1 / 3] * 3
 
     def single():
-        ids = torch.tensor([alone.encode(PROMPT)])
+        ids = torch.tensor([alone.encode(PROMPT)], device=alone.base.device)
         with torch.no_grad():
             out = alone.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                        max_new_tokens=n, min_new_tokens=n, pad_token_id=alone.tokenizer.pad_token_id)
@@ -65,7 +74,8 @@ def main() -> None:
     t_single = timed(single, args.repeats) / n * 1000
     t_batched = timed(mod_run(batched), args.repeats) / n * 1000
     t_separate = timed(mod_run(separate), args.repeats) / n * 1000
-    print(f"torch threads: {torch.get_num_threads()}, tokens per run: {n}, median of {args.repeats} runs")
+    print(f"device: {alone.base.device}, torch threads: {torch.get_num_threads()}, tokens per run: {n}, "
+          f"median of {args.repeats} runs")
     print(f"{'configuration':<52} {'ms/token':>9} {'vs single':>10}")
     for label, t in [("1 policy alone, model.generate", t_single),
                      ("MOD, 3 prompted policies, batched (one forward/step)", t_batched),

@@ -93,7 +93,7 @@ def test_padded_lm_head_is_cut_to_the_tokenizer(policies):
     engine = Engine(policies, policies[0].base.vocab_size)
     logprobs = engine.prefill(["hello"])
     assert logprobs.shape == (5, 1, len(policies[0].tokenizer))
-    torch.testing.assert_close(logprobs.exp().sum(-1), torch.ones(5, 1))
+    torch.testing.assert_close(logprobs.exp().sum(-1).cpu(), torch.ones(5, 1))
 
 
 def teacher_forced_logprobs(policy, prompt, continuations):
@@ -102,7 +102,7 @@ def teacher_forced_logprobs(policy, prompt, continuations):
     out = []
     with torch.no_grad(), policy.adapter_active():
         for cont in continuations:
-            ids = torch.tensor([prompt_ids + cont])
+            ids = torch.tensor([prompt_ids + cont], device=policy.base.device)
             logits = policy.model(input_ids=ids).logits[0, :, : policy.base.vocab_size]
             lp = torch.log_softmax(logits.double(), -1)
             out.append(sum(float(lp[len(prompt_ids) - 1 + k, t]) for k, t in enumerate(cont)))

@@ -287,5 +287,14 @@ def serve(
     run_guarded(go)
 
 
+def _register_subcommands() -> None:
+    from .eval.commands import register
+
+    register(app)  # sweep, report
+
+
+_register_subcommands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
