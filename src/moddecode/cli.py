@@ -177,27 +177,30 @@ def demo(
     prompt: list[str] = typer.Option([], "--prompt", help="Prompt to use instead of the built-in ones (repeat)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="A weighting like 1,0,0 (repeat; default: five)."),
     divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
+    prompted: bool = typer.Option(False, "--prompted", help="Use three system prompts instead of the bundled adapters."),
 ) -> None:
-    """Show the steering: the bundled SmolLM2 under three prompted objectives at several weightings."""
+    """Show the steering: the bundled SmolLM2 with one f-DPO adapter per objective, at several weightings."""
 
     def go():
         from rich.console import Console
         from rich.table import Table
 
-        from .demo import DEMO_OBJECTIVES, run_demo
+        from .demo import demo_objectives, run_demo
 
         weightings = [parse_weights(w) for w in weights] or None
         console = Console()
-        console.print("[bold]moddecode demo[/bold]: SmolLM2-135M-Instruct (bundled) as three policies, one per "
-                      "objective:")
-        for name, text in DEMO_OBJECTIVES.items():
+        kind = "system prompts" if prompted else "bundled LoRA adapters"
+        console.print(f"[bold]moddecode demo[/bold]: SmolLM2-135M-Instruct (bundled) as three policies ({kind}), "
+                      "one per objective:")
+        for name, text in demo_objectives(prompted).items():
             console.print(f"  [cyan]{name}[/cyan]: {text}")
         console.print("Every prompt x weighting below decodes together in one batch. Loading the model...")
-        names, rows = run_demo(prompt or None, weightings, max_new_tokens=max_new_tokens, divergence=divergence)
+        names, rows = run_demo(prompt or None, weightings, max_new_tokens=max_new_tokens, divergence=divergence,
+                               prompted=prompted)
         for p in dict.fromkeys(r.prompt for r in rows):
             table = Table(title=f"[bold]{p}[/bold]", show_lines=True, expand=True)
-            table.add_column("weights (" + ", ".join(names) + ")", no_wrap=True)
-            table.add_column("response")
+            table.add_column("weights\n" + "\n".join(names), no_wrap=True, ratio=1)
+            table.add_column("response", ratio=5)
             for r in rows:
                 if r.prompt == p:
                     table.add_row(", ".join(f"{x:g}" for x in r.weights), r.response.strip())

@@ -1,4 +1,7 @@
-"""The embedded default: the bundled SmolLM2 under contrasting prompted objectives, side by side."""
+"""The embedded default: the bundled SmolLM2 with its f-DPO adapters (one per objective), side by side.
+
+`prompted=True` uses three system prompts on the plain model instead of the adapters.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,11 @@ DEMO_OBJECTIVES = {
     "humorous": "You are a playful comedian. Answer with jokes, puns and silly exaggerations.",
 }
 DEMO_PROMPTS = ["Why is the sky blue?", "How do I make a cup of tea?"]
+ADAPTER_DESCRIPTIONS = {
+    "concise": "f-DPO (reverse KL) towards shorter answers (conciseness scorer)",
+    "positive": "f-DPO (reverse KL) towards positive sentiment (VADER)",
+    "readable": "f-DPO (reverse KL) towards easy reading (Flesch reading ease)",
+}
 DEMO_WEIGHTINGS = [
     (1.0, 0.0, 0.0),
     (0.5, 0.5, 0.0),
@@ -26,20 +34,27 @@ class DemoRow:
     response: str
 
 
-def load_demo_policies(source: str = "smollm2"):
+def demo_objectives(prompted: bool = False) -> dict[str, str]:
+    return DEMO_OBJECTIVES if prompted else ADAPTER_DESCRIPTIONS
+
+
+def load_demo_policies(source: str = "smollm2", prompted: bool = False):
+    from .adapters import DEMO_ADAPTERS, bundled_adapter
     from .policy import Policy
 
-    return [Policy.load(source, system_prompt=text, name=name) for name, text in DEMO_OBJECTIVES.items()]
+    if prompted:
+        return [Policy.load(source, system_prompt=text, name=name) for name, text in DEMO_OBJECTIVES.items()]
+    return [Policy.load(source, adapter=bundled_adapter(name), name=name) for name in DEMO_ADAPTERS]
 
 
 def run_demo(prompts=None, weightings=None, *, max_new_tokens: int = 48, divergence: str = "reverse_kl",
-             source: str = "smollm2") -> tuple[list[str], list[DemoRow]]:
+             source: str = "smollm2", prompted: bool = False) -> tuple[list[str], list[DemoRow]]:
     """Decode every prompt at every weighting in ONE batched call (a weight vector per row)."""
     from .mod import MOD
 
     prompts = list(prompts or DEMO_PROMPTS)
     weightings = [tuple(w) for w in (weightings or DEMO_WEIGHTINGS)]
-    policies = load_demo_policies(source)
+    policies = load_demo_policies(source, prompted)
     mod = MOD(policies, divergence=divergence)
     rows = [(p, w) for p in prompts for w in weightings]
     texts = mod.generate([p for p, _ in rows], [list(w) for _, w in rows], max_new_tokens=max_new_tokens)
