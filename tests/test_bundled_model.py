@@ -61,3 +61,21 @@ def test_gguf_path_and_alias_share_one_model(smol_policies):
     assert by_path.model is smol_policies[0].model
     assert by_path.encode("hi") == by_path.tokenizer.apply_chat_template(
         [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_dict=False)
+
+
+def test_bundled_adapters_carry_metadata_and_batch_together():
+    from moddecode.adapters import DEMO_ADAPTERS, bundled_adapter, bundled_adapters
+
+    assert set(DEMO_ADAPTERS) <= set(bundled_adapters())
+    policies = [Policy.load("smollm2", adapter=bundled_adapter(n)) for n in DEMO_ADAPTERS]
+    assert [p.name for p in policies] == list(DEMO_ADAPTERS)  # named by their metadata's objective
+    assert all(p.metadata["divergence"] == "reverse_kl" and p.metadata["base"] == "smollm2" for p in policies)
+    assert len({id(p.model) for p in policies}) == 1  # one base model, three PEFT adapters
+    mod = MOD(policies)
+    for i, policy in enumerate(policies):
+        weights = [0.0] * 3
+        weights[i] = 1.0
+        got = mod.generate("Name a fruit.", weights, max_new_tokens=12, return_diagnostics=True)
+        own = policy.generate_alone("Name a fruit.", 12)
+        own = own[: next((k for k, t in enumerate(own) if t in policy.eos_token_ids()), len(own))]
+        assert got.token_ids == own, policy.name

@@ -1,0 +1,119 @@
+"""The paper's H.1 experiment: flip the sign of Q and K in the last two layers of one aligned model.
+
+Negating both W_q and W_k leaves every attention score q.k (and so the logits) unchanged, so MOD,
+which only sees the policies' outputs, decodes exactly as before. Rewarded Soups averages parameters:
+w * W + (1 - w) * (-W') no longer means anything, and its outputs change (degrade).
+
+Full models: the bundled base with the 'concise' and 'positive' adapters merged in (the adapted models
+the paper merges). Prints, per weighting, whether MOD's outputs are unchanged and how RS's outputs and
+scores move, and writes the table as JSON.
+
+    .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--json docs/reproduction/h1.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from moddecode import MOD
+from moddecode.adapters import bundled_adapter
+from moddecode.baselines.rewarded_soups import merge_full_models
+from moddecode.eval.grids import two_objective_grid
+from moddecode.eval.scorers import get_scorer
+from moddecode.policy import LoadedModel, Policy, resolve_source
+from moddecode.train.prefs import read_prompts
+
+
+def adapted_full_model(folder: str, adapter: Path):
+    """The base model with a LoRA adapter merged into its weights (a plain transformers model)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().eval()
+
+
+def flip_qk(model, layers: int = 2):
+    """A copy with W_q and W_k negated in the last `layers` decoder layers (same logits, other weights)."""
+    flipped = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in flipped.model.layers[-layers:]:
+            layer.self_attn.q_proj.weight.neg_()
+            layer.self_attn.k_proj.weight.neg_()
+    return flipped
+
+
+def policy_of(model, tokenizer, name: str) -> Policy:
+    return Policy(LoadedModel(key=f"{name}|cpu|float32", model=model, tokenizer=tokenizer), adapter_name=None,
+                  system_prompt=None, name=name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("-n", "--max-new-tokens", type=int, default=32)
+    parser.add_argument("--json", dest="json_out", default=None)
+    args = parser.parse_args()
+    from transformers import AutoTokenizer
+
+    folder, _ = resolve_source("smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    concise = adapted_full_model(folder, bundled_adapter("concise"))
+    positive = adapted_full_model(folder, bundled_adapter("positive"))
+    positive_flipped = flip_qk(positive)
+    prompts = [p.prompt for p in read_prompts("data/prompts/general.jsonl")[-args.prompts:]]
+    ids = torch.tensor([policy_of(positive, tokenizer, "p").encode(prompts[0])])
+    with torch.no_grad():
+        logit_gap = float((positive(input_ids=ids).logits - positive_flipped(input_ids=ids).logits).abs().max())
+    weight_gap = float((positive.model.layers[-1].self_attn.q_proj.weight
+                        - positive_flipped.model.layers[-1].self_attn.q_proj.weight).abs().max())
+    print(f"max |logit difference| original vs flipped: {logit_gap:.2e}; max |W_q difference|: {weight_gap:.3f}")
+
+    scorers = {"concise": get_scorer("conciseness"), "positive": get_scorer("vader")}
+    grid = two_objective_grid(11)
+    rows = [(p, w) for w in grid for p in prompts]
+    texts = {}
+    for label, second in (("original", positive), ("flipped", positive_flipped)):
+        mod = MOD([policy_of(concise, tokenizer, "concise"), policy_of(second, tokenizer, label)])
+        texts[("MOD", label)] = mod.generate([p for p, _ in rows], [list(w) for _, w in rows],
+                                             max_new_tokens=args.max_new_tokens)
+        rs_texts = []
+        for w in grid:
+            merged = merge_full_models([concise, second], list(w))
+            rs_texts += MOD([policy_of(merged, tokenizer, "rs")]).generate(prompts, [1.0],
+                                                                         max_new_tokens=args.max_new_tokens)
+            del merged
+        texts[("RS", label)] = rs_texts
+
+    def mean_scores(method, label, w_index):
+        chunk = texts[(method, label)][w_index * len(prompts):(w_index + 1) * len(prompts)]
+        return {o: sum(s.score(prompts, chunk)) / len(prompts) for o, s in scorers.items()}, chunk
+
+    table = []
+    print(f"{'weights':<12}{'MOD same':>9}{'RS same':>9}   RS concise orig->flip   RS positive orig->flip")
+    for i, w in enumerate(grid):
+        mod_o, mod_o_t = mean_scores("MOD", "original", i)
+        mod_f, mod_f_t = mean_scores("MOD", "flipped", i)
+        rs_o, rs_o_t = mean_scores("RS", "original", i)
+        rs_f, rs_f_t = mean_scores("RS", "flipped", i)
+        same_mod = sum(a == b for a, b in zip(mod_o_t, mod_f_t))
+        same_rs = sum(a == b for a, b in zip(rs_o_t, rs_f_t))
+        table.append({"weights": list(w), "mod_identical": same_mod, "rs_identical": same_rs,
+                      "n": len(prompts), "mod": {"original": mod_o, "flipped": mod_f},
+                      "rs": {"original": rs_o, "flipped": rs_f},
+                      "rs_example": {"original": rs_o_t[0], "flipped": rs_f_t[0]}})
+        print(f"{str(tuple(w)):<12}{same_mod:>6}/{len(prompts)}{same_rs:>6}/{len(prompts)}"
+              f"   {rs_o['concise']:.3f} -> {rs_f['concise']:.3f}        {rs_o['positive']:+.3f} -> {rs_f['positive']:+.3f}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps({"logit_gap": logit_gap, "q_weight_gap": weight_gap,
+                                                   "prompts": prompts, "rows": table}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
