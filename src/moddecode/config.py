@@ -111,12 +111,10 @@ def load_policy_set(path_or_dict: str | Path | Mapping, *,
     return mod, meta
 
 
-def _read(path_or_dict) -> tuple[dict, Path, Path | None]:
-    if isinstance(path_or_dict, Mapping):
-        return dict(path_or_dict), Path.cwd(), None
-    path = Path(path_or_dict).expanduser()
+def read_yaml_mapping(path: Path, *, missing: str, not_mapping: str) -> dict:
+    """A YAML file's top-level mapping; ConfigError with the given messages if absent or not a mapping."""
     if not path.is_file():
-        raise ConfigError(f"policy set file not found: {path}")
+        raise ConfigError(missing)
     import yaml
 
     try:
@@ -124,8 +122,17 @@ def _read(path_or_dict) -> tuple[dict, Path, Path | None]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path} must contain a mapping with a `policies` list")
-    return dict(raw), path.parent.resolve(), path
+        raise ConfigError(not_mapping)
+    return dict(raw)
+
+
+def _read(path_or_dict) -> tuple[dict, Path, Path | None]:
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), Path.cwd(), None
+    path = Path(path_or_dict).expanduser()
+    raw = read_yaml_mapping(path, missing=f"policy set file not found: {path}",
+                            not_mapping=f"{path} must contain a mapping with a `policies` list")
+    return raw, path.parent.resolve(), path
 
 
 def check_keys(where: str, entry: Mapping, allowed: list[str]) -> None:

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import REFERENCE_KEYS, _policy_specs, _reference_spec, check_keys
+from ..config import REFERENCE_KEYS, _policy_specs, _reference_spec, check_keys, read_yaml_mapping
 from ..decoding import DecodingConfig
 from ..divergences import get_divergence
 from ..errors import ConfigError, UnknownNameError
@@ -138,17 +138,10 @@ def load_sweep_config(source: str | Path | Mapping) -> SweepConfig:
     if isinstance(source, Mapping):
         return parse_sweep_config(dict(source), Path.cwd(), "sweep")
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"sweep config not found: {path}; pass a YAML file such as examples/sweep.yaml")
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path} must hold a mapping with `policies`, `prompts`, `scorers` and `grid`")
-    return parse_sweep_config(dict(raw), path.parent.resolve(), path.stem)
+    raw = read_yaml_mapping(
+        path, missing=f"sweep config not found: {path}; pass a YAML file such as examples/sweep.yaml",
+        not_mapping=f"{path} must hold a mapping with `policies`, `prompts`, `scorers` and `grid`")
+    return parse_sweep_config(raw, path.parent.resolve(), path.stem)
 
 
 def parse_sweep_config(raw: dict, base_dir: Path, default_name: str) -> SweepConfig:
