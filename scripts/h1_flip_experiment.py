@@ -5,8 +5,8 @@ which only sees the policies' outputs, decodes exactly as before. Rewarded Soups
 w * W + (1 - w) * (-W') no longer means anything, and its outputs change (degrade).
 
 Full models: the bundled base with the 'concise' and 'positive' adapters merged in (the adapted models
-the paper merges). Prints, per weighting, whether MOD's outputs are unchanged and how RS's outputs and
-scores move, and writes the table as JSON.
+the paper merges). Prints, per weighting, whether MOD's outputs are unchanged and how RS's outputs, scores
+and fluency (mean token log-prob under the base model) move, and writes the table as JSON.
 
     .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--json docs/reproduction/h1.json]
 """
@@ -48,6 +48,23 @@ def flip_qk(model, layers: int = 2):
     return flipped
 
 
+@torch.no_grad()
+def fluency(model, tokenizer, prompts: list[str], texts: list[str]) -> float:
+    """Mean per-token log-probability of the responses under `model` (the un-merged base): higher = more fluent."""
+    policy = policy_of(model, tokenizer, "judge")
+    total, count = 0.0, 0
+    for prompt, text in zip(prompts, texts):
+        prompt_ids = policy.encode(prompt)
+        response_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not response_ids:
+            continue
+        ids = torch.tensor([prompt_ids + response_ids])
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].double(), -1)
+        total += float(logprobs[torch.arange(len(response_ids)), torch.tensor(response_ids)].sum())
+        count += len(response_ids)
+    return total / max(count, 1)
+
+
 def policy_of(model, tokenizer, name: str) -> Policy:
     return Policy(LoadedModel(key=f"{name}|cpu|float32", model=model, tokenizer=tokenizer), adapter_name=None,
                   system_prompt=None, name=name)
@@ -63,6 +80,9 @@ def main() -> None:
 
     folder, _ = resolve_source("smollm2")
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     concise = adapted_full_model(folder, bundled_adapter("concise"))
     positive = adapted_full_model(folder, bundled_adapter("positive"))
     positive_flipped = flip_qk(positive)
@@ -95,7 +115,8 @@ def main() -> None:
         return {o: sum(s.score(prompts, chunk)) / len(prompts) for o, s in scorers.items()}, chunk
 
     table = []
-    print(f"{'weights':<12}{'MOD same':>9}{'RS same':>9}   RS concise orig->flip   RS positive orig->flip")
+    print(f"{'weights':<12}{'MOD same':>9}{'RS same':>9}   RS concise orig->flip   RS positive orig->flip"
+          "   RS fluency orig->flip")
     for i, w in enumerate(grid):
         mod_o, mod_o_t = mean_scores("MOD", "original", i)
         mod_f, mod_f_t = mean_scores("MOD", "flipped", i)
@@ -103,12 +124,15 @@ def main() -> None:
         rs_f, rs_f_t = mean_scores("RS", "flipped", i)
         same_mod = sum(a == b for a, b in zip(mod_o_t, mod_f_t))
         same_rs = sum(a == b for a, b in zip(rs_o_t, rs_f_t))
+        flu_o, flu_f = fluency(base, tokenizer, prompts, rs_o_t), fluency(base, tokenizer, prompts, rs_f_t)
         table.append({"weights": list(w), "mod_identical": same_mod, "rs_identical": same_rs,
                       "n": len(prompts), "mod": {"original": mod_o, "flipped": mod_f},
                       "rs": {"original": rs_o, "flipped": rs_f},
+                      "rs_fluency": {"original": flu_o, "flipped": flu_f},
                       "rs_example": {"original": rs_o_t[0], "flipped": rs_f_t[0]}})
         print(f"{str(tuple(w)):<12}{same_mod:>6}/{len(prompts)}{same_rs:>6}/{len(prompts)}"
-              f"   {rs_o['concise']:.3f} -> {rs_f['concise']:.3f}        {rs_o['positive']:+.3f} -> {rs_f['positive']:+.3f}")
+              f"   {rs_o['concise']:.3f} -> {rs_f['concise']:.3f}        {rs_o['positive']:+.3f} -> {rs_f['positive']:+.3f}"
+              f"        {flu_o:.3f} -> {flu_f:.3f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps({"logit_gap": logit_gap, "q_weight_gap": weight_gap,

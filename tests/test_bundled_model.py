@@ -50,10 +50,13 @@ def test_mixed_weights_and_per_row_weights_on_the_real_model(smol_policies):
 
 
 def test_demo_batches_every_prompt_and_weighting(smol_policies):
-    names, rows = run_demo(["Name a color."], [(1, 0, 0), (0, 0, 1)], max_new_tokens=8)
-    assert names == list(DEMO_OBJECTIVES)
-    assert [r.weights for r in rows] == [(1, 0, 0), (0, 0, 1)]
-    assert all(r.response.strip() for r in rows)
+    from moddecode.adapters import DEMO_ADAPTERS
+
+    for prompted, expected in ((False, list(DEMO_ADAPTERS)), (True, list(DEMO_OBJECTIVES))):
+        names, rows = run_demo(["Name a color."], [(1, 0, 0), (0, 0, 1)], max_new_tokens=8, prompted=prompted)
+        assert names == expected
+        assert [r.weights for r in rows] == [(1, 0, 0), (0, 0, 1)]
+        assert all(r.response.strip() for r in rows)
 
 
 def test_gguf_path_and_alias_share_one_model(smol_policies):

@@ -187,3 +187,20 @@ def test_per_prompt_token_limits_equal_separate_calls(policies):
         assert len(result.token_ids) <= limit
     finals = [d.result for d in mod.stream(PROMPTS, [0.5, 0.5], max_new_tokens=limits) if d.result is not None]
     assert sorted(r.text for r in finals) == sorted(r.text for r in together)
+
+
+def test_small_batch_padding_changes_nothing_but_the_row_count(policies, monkeypatch):
+    mod = MOD(policies[:2])
+    monkeypatch.setenv("MODDECODE_CPU_MIN_ROWS", "1")
+    plain = mod.generate(PROMPTS[:1], [0.5, 0.5], max_new_tokens=8)
+    monkeypatch.setenv("MODDECODE_CPU_MIN_ROWS", "7")
+    seen = []
+    handle = policies[0].model.register_forward_hook(lambda module, args, kwargs, out: seen.append(
+        kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        padded = mod.generate(PROMPTS[:1], [0.5, 0.5], max_new_tokens=8)
+    finally:
+        handle.remove()
+    assert padded == plain
+    if policies[0].base.device.type == "cpu":
+        assert seen and all(rows == 7 for rows in seen)  # 2 real rows + 5 copies

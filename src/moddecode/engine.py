@@ -8,6 +8,8 @@ entry. Groups with different base models run one forward each.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from transformers import DynamicCache
 
@@ -16,18 +18,44 @@ from .policy import LoadedModel, Policy
 Tensor = torch.Tensor
 
 
+def default_min_rows(device: torch.device) -> int:
+    """Smallest batch worth running on `device` (see PolicyGroup.padded_rows).
+
+    On CPU, MKL's sgemm runs a linear layer with 2-4 input rows far slower per row than with 5 or
+    more (SmolLM2-135M decode step, 2 cores: 1 row 39 ms, 3 rows 79 ms, 4 rows 60 ms, 5 rows 54 ms),
+    so small CPU batches are padded to 5 rows. $MODDECODE_CPU_MIN_ROWS overrides it (1 disables).
+    """
+    if device.type != "cpu":
+        return 1
+    return max(1, int(os.environ.get("MODDECODE_CPU_MIN_ROWS", "5")))
+
+
 class PolicyGroup:
-    """Policies sharing one LoadedModel, decoded together with one KV cache."""
+    """Policies sharing one LoadedModel, decoded together with one KV cache.
+
+    The batch may carry a few padding rows after the real ones (copies of the first real row, fed the
+    same tokens, their outputs dropped) so that it is never in the slow small-batch range of the BLAS.
+    """
 
     def __init__(self, base: LoadedModel, policies: list[Policy], vocab_size: int):
         self.base = base
         self.policies = policies
         self.vocab_size = vocab_size
         self.cache: DynamicCache | None = None
-        self.attention_mask: Tensor | None = None  # [R, T]
-        self.next_position: Tensor | None = None  # [R]
+        self.attention_mask: Tensor | None = None  # [R + padding, T]
+        self.next_position: Tensor | None = None  # [R + padding]
         self.num_sequences = 0
         self.adapter_names: list[str] | None = None
+        self.min_rows = default_min_rows(base.device)
+
+    @property
+    def real_rows(self) -> int:
+        return len(self.policies) * self.num_sequences
+
+    def padded_rows(self, rows: Tensor) -> Tensor:
+        """Row indices plus copies of the first one, up to min_rows (a single row is left alone: fastest)."""
+        extra = self.min_rows - len(rows) if len(rows) > 1 else 0
+        return torch.cat([rows, rows[:1].repeat(max(extra, 0))])
 
     @property
     def device(self) -> torch.device:
@@ -48,14 +76,17 @@ class PolicyGroup:
         )
         self.cache = getattr(out, self.base.cache_argument)
         # Padded lm_head rows beyond the tokenizer are not tokens: drop them before normalising.
-        logits = out.logits[:, -1, : self.vocab_size].float()
+        logits = out.logits[: self.real_rows, -1, : self.vocab_size].float()
         return torch.log_softmax(logits, dim=-1).view(len(self.policies), self.num_sequences, -1)
 
     @torch.no_grad()
     def prefill(self, prompts: list[str]) -> Tensor:
         """Start one sequence per prompt; returns next-token log-probs [P, N, V]."""
         self.num_sequences = len(prompts)
-        rows = [policy.encode(prompt) for policy in self.policies for prompt in prompts]
+        encoded = [policy.encode(prompt) for policy in self.policies for prompt in prompts]
+        names = [p.peft_adapter for p in self.policies for _ in prompts]
+        order = self.padded_rows(torch.arange(len(encoded))).tolist()
+        rows = [encoded[i] for i in order]
         width = max(len(r) for r in rows)
         pad = self.base.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
@@ -64,14 +95,14 @@ class PolicyGroup:
         )
         positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         self.next_position = self.attention_mask.sum(-1)
-        self.adapter_names = [p.peft_adapter for p in self.policies for _ in prompts]
+        self.adapter_names = [names[i] for i in order]
         self.cache = DynamicCache()
         return self._forward(ids, positions)
 
     @torch.no_grad()
     def step(self, tokens: Tensor) -> Tensor:
         """Append one token per sequence ([N]); returns next-token log-probs [P, N, V]."""
-        ids = tokens.to(self.device).repeat(len(self.policies)).unsqueeze(1)
+        ids = self.padded_rows(tokens.to(self.device).repeat(len(self.policies))).unsqueeze(1)
         ones = torch.ones_like(ids)
         self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
         positions = self.next_position.unsqueeze(1)
@@ -81,7 +112,7 @@ class PolicyGroup:
     def select(self, index: Tensor) -> None:
         """Keep/reorder/duplicate sequences: sequence j becomes old sequence index[j] (beams, finished)."""
         index = index.to(self.device)
-        rows = torch.cat([index + p * self.num_sequences for p in range(len(self.policies))])
+        rows = self.padded_rows(torch.cat([index + p * self.num_sequences for p in range(len(self.policies))]))
         self.cache.reorder_cache(rows)
         self.attention_mask = self.attention_mask[rows]
         self.next_position = self.next_position[rows]
