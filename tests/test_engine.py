@@ -189,18 +189,19 @@ def test_per_prompt_token_limits_equal_separate_calls(policies):
     assert sorted(r.text for r in finals) == sorted(r.text for r in together)
 
 
-def test_small_batch_padding_changes_nothing_but_the_row_count(policies, monkeypatch):
+def test_small_batch_linear_gives_the_same_tokens(policies, monkeypatch):
+    from moddecode import engine
+
     mod = MOD(policies[:2])
-    monkeypatch.setenv("MODDECODE_CPU_MIN_ROWS", "1")
+    monkeypatch.setenv("MODDECODE_CPU_SMALL_BATCH", "0")
     plain = mod.generate(PROMPTS[:1], [0.5, 0.5], max_new_tokens=8)
-    monkeypatch.setenv("MODDECODE_CPU_MIN_ROWS", "7")
-    seen = []
-    handle = policies[0].model.register_forward_hook(lambda module, args, kwargs, out: seen.append(
-        kwargs["input_ids"].shape[0]), with_kwargs=True)
-    try:
-        padded = mod.generate(PROMPTS[:1], [0.5, 0.5], max_new_tokens=8)
-    finally:
-        handle.remove()
-    assert padded == plain
-    if policies[0].base.device.type == "cpu":
-        assert seen and all(rows == 7 for rows in seen)  # 2 real rows + 5 copies
+    monkeypatch.delenv("MODDECODE_CPU_SMALL_BATCH")
+    before = engine.SmallBatchLinear.calls
+    fast = mod.generate(PROMPTS[:1], [0.5, 0.5], max_new_tokens=8)
+    assert fast == plain
+    if policies[0].base.device.type == "cpu":  # 2 rows per decode step: every linear layer rerouted
+        assert engine.SmallBatchLinear.calls > before
+    x, w, b = torch.randn(3, 7), torch.randn(5, 7), torch.randn(5)
+    with engine.SmallBatchLinear():
+        got = torch.nn.functional.linear(x, w, b)
+    torch.testing.assert_close(got, x @ w.T + b)

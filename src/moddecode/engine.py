@@ -8,9 +8,11 @@ entry. Groups with different base models run one forward each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
+from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache
 
 from .policy import LoadedModel, Policy
@@ -18,44 +20,56 @@ from .policy import LoadedModel, Policy
 Tensor = torch.Tensor
 
 
-def default_min_rows(device: torch.device) -> int:
-    """Smallest batch worth running on `device` (see PolicyGroup.padded_rows).
+SMALL_BATCH_MAX_ROWS = 8
 
-    On CPU, MKL's sgemm runs a linear layer with 2-4 input rows far slower per row than with 5 or
-    more (SmolLM2-135M decode step, 2 cores: 1 row 39 ms, 3 rows 79 ms, 4 rows 60 ms, 5 rows 54 ms),
-    so small CPU batches are padded to 5 rows. $MODDECODE_CPU_MIN_ROWS overrides it (1 disables).
+
+class SmallBatchLinear(TorchFunctionMode):
+    """Compute F.linear on a few input rows as (W @ x^T)^T.
+
+    On CPU, MKL's sgemm runs x @ W^T with 2-8 rows about as slowly as that many separate products,
+    while W @ x^T with the same numbers is as fast as one row (SmolLM2-135M decode step, 2 cores:
+    1 row 41 ms; 3 rows 85 ms plain, 40 ms through this mode). Used only around our CPU forwards of
+    at most SMALL_BATCH_MAX_ROWS rows; $MODDECODE_CPU_SMALL_BATCH=0 turns it off.
     """
-    if device.type != "cpu":
-        return 1
-    return max(1, int(os.environ.get("MODDECODE_CPU_MIN_ROWS", "5")))
+
+    calls = 0  # linear layers rerouted so far, all instances (tests check it is used)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            flat = x.reshape(-1, x.shape[-1])
+            if flat.shape[0] > SMALL_BATCH_MAX_ROWS:  # e.g. a prefill: the usual kernel is right there
+                return func(*args, **kwargs)
+            SmallBatchLinear.calls += 1
+            out = torch.matmul(weight, flat.T).T
+            if bias is not None:
+                out = out + bias
+            return out.reshape(*x.shape[:-1], weight.shape[0])
+        return func(*args, **kwargs)
+
+
+def small_batch_mode(device: torch.device, rows: int):
+    """SmallBatchLinear where it pays (CPU, 2..SMALL_BATCH_MAX_ROWS rows), else a no-op context."""
+    enabled = os.environ.get("MODDECODE_CPU_SMALL_BATCH") != "0"
+    if enabled and device.type == "cpu" and 1 < rows <= SMALL_BATCH_MAX_ROWS:
+        return SmallBatchLinear()
+    return contextlib.nullcontext()
 
 
 class PolicyGroup:
-    """Policies sharing one LoadedModel, decoded together with one KV cache.
-
-    The batch may carry a few padding rows after the real ones (copies of the first real row, fed the
-    same tokens, their outputs dropped) so that it is never in the slow small-batch range of the BLAS.
-    """
+    """Policies sharing one LoadedModel, decoded together with one KV cache."""
 
     def __init__(self, base: LoadedModel, policies: list[Policy], vocab_size: int):
         self.base = base
         self.policies = policies
         self.vocab_size = vocab_size
         self.cache: DynamicCache | None = None
-        self.attention_mask: Tensor | None = None  # [R + padding, T]
-        self.next_position: Tensor | None = None  # [R + padding]
+        self.attention_mask: Tensor | None = None  # [R, T]
+        self.next_position: Tensor | None = None  # [R]
         self.num_sequences = 0
         self.adapter_names: list[str] | None = None
-        self.min_rows = default_min_rows(base.device)
-
-    @property
-    def real_rows(self) -> int:
-        return len(self.policies) * self.num_sequences
-
-    def padded_rows(self, rows: Tensor) -> Tensor:
-        """Row indices plus copies of the first one, up to min_rows (a single row is left alone: fastest)."""
-        extra = self.min_rows - len(rows) if len(rows) > 1 else 0
-        return torch.cat([rows, rows[:1].repeat(max(extra, 0))])
 
     @property
     def device(self) -> torch.device:
@@ -66,27 +80,25 @@ class PolicyGroup:
         kwargs = {self.base.cache_argument: self.cache}
         if self.base.has_adapters:
             kwargs["adapter_names"] = self.adapter_names
-        out = self.base.model(
-            input_ids=input_ids,
-            attention_mask=self.attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-            **kwargs,
-        )
+        with small_batch_mode(self.device, input_ids.shape[0]):
+            out = self.base.model(
+                input_ids=input_ids,
+                attention_mask=self.attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            )
         self.cache = getattr(out, self.base.cache_argument)
         # Padded lm_head rows beyond the tokenizer are not tokens: drop them before normalising.
-        logits = out.logits[: self.real_rows, -1, : self.vocab_size].float()
+        logits = out.logits[:, -1, : self.vocab_size].float()
         return torch.log_softmax(logits, dim=-1).view(len(self.policies), self.num_sequences, -1)
 
     @torch.no_grad()
     def prefill(self, prompts: list[str]) -> Tensor:
         """Start one sequence per prompt; returns next-token log-probs [P, N, V]."""
         self.num_sequences = len(prompts)
-        encoded = [policy.encode(prompt) for policy in self.policies for prompt in prompts]
-        names = [p.peft_adapter for p in self.policies for _ in prompts]
-        order = self.padded_rows(torch.arange(len(encoded))).tolist()
-        rows = [encoded[i] for i in order]
+        rows = [policy.encode(prompt) for policy in self.policies for prompt in prompts]
         width = max(len(r) for r in rows)
         pad = self.base.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
@@ -95,14 +107,14 @@ class PolicyGroup:
         )
         positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
         self.next_position = self.attention_mask.sum(-1)
-        self.adapter_names = [names[i] for i in order]
+        self.adapter_names = [p.peft_adapter for p in self.policies for _ in prompts]
         self.cache = DynamicCache()
         return self._forward(ids, positions)
 
     @torch.no_grad()
     def step(self, tokens: Tensor) -> Tensor:
         """Append one token per sequence ([N]); returns next-token log-probs [P, N, V]."""
-        ids = self.padded_rows(tokens.to(self.device).repeat(len(self.policies))).unsqueeze(1)
+        ids = tokens.to(self.device).repeat(len(self.policies)).unsqueeze(1)
         ones = torch.ones_like(ids)
         self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
         positions = self.next_position.unsqueeze(1)
@@ -112,7 +124,7 @@ class PolicyGroup:
     def select(self, index: Tensor) -> None:
         """Keep/reorder/duplicate sequences: sequence j becomes old sequence index[j] (beams, finished)."""
         index = index.to(self.device)
-        rows = self.padded_rows(torch.cat([index + p * self.num_sequences for p in range(len(self.policies))]))
+        rows = torch.cat([index + p * self.num_sequences for p in range(len(self.policies))])
         self.cache.reorder_cache(rows)
         self.attention_mask = self.attention_mask[rows]
         self.next_position = self.next_position[rows]
