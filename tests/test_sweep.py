@@ -286,7 +286,7 @@ def test_prompt_files_and_datasets(tmp_path, monkeypatch):
     assert load_sweep_config(prompted("smollm2", prompts=str(csv_file))).prompts == (("x", "hello there"),
                                                                                      ("y", "a, b"))
     jsonl.write_text('{"id": "a", "prompt": "one"}\nnot json\n')
-    with pytest.raises(ValueError, match="p.jsonl line 2 is not JSON"):
+    with pytest.raises(ValueError, match=r"p.jsonl:2: not valid JSON"):
         load_sweep_config(prompted("smollm2", prompts=str(jsonl)))
 
     class FakeDataset(list):

@@ -47,6 +47,7 @@ from ..config import REFERENCE_KEYS, _policy_specs, _reference_spec, check_keys,
 from ..decoding import DecodingConfig
 from ..divergences import get_divergence
 from ..errors import ConfigError, UnknownNameError
+from ..jsonl import read_jsonl
 from .grids import parse_grid
 from .scorers import available_scorers
 from .store import ResultStore, result_key, weights_key
@@ -361,16 +362,7 @@ def _file_prompts(path: Path, id_field: str, text_field: str) -> list[tuple[str,
         with path.open(newline="", encoding="utf-8") as f:
             records = [(f"{path.name} row {n}", r) for n, r in enumerate(csv.DictReader(f), start=2)]
     elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path.name} line {n} is not JSON ({exc.msg}); write one object per line") from None
-            if not isinstance(record, Mapping):
-                raise ConfigError(f"{path.name} line {n} must be an object like {{\"id\": ..., \"prompt\": ...}}")
-            records.append((f"{path.name} line {n}", record))
+        records = [(f"{path.name} line {n}", r) for n, r in read_jsonl(path, '{"id": ..., "prompt": ...}')]
     else:
         raise ConfigError(f"prompts file {path.name} must end in .jsonl or .csv")
     out = []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..divergences import get_divergence
 from ..errors import ConfigError
+from ..jsonl import read_jsonl
 from ..policy import ADAPTER_METADATA_FILE
 
 # our divergence names -> TRL's DPOConfig.f_divergence_type
@@ -73,13 +74,7 @@ def load_pairs(data: str) -> tuple[list[dict], str]:
     if path.is_file():
         raw = path.read_bytes()
         rows = []
-        for number, line in enumerate(raw.decode().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        for number, row in read_jsonl(path, '{"prompt": ..., "chosen": ..., "rejected": ...}'):
             missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str) or not row[k].strip()]
             if missing:
                 raise ConfigError(f"{path}:{number}: needs non-empty string fields {', '.join(missing)}")

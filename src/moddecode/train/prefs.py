@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError
+from ..jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -26,20 +27,15 @@ def read_prompts(path: str | Path) -> list[PromptItem]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"prompts file not found: {path}")
-    items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    if path.suffix == ".jsonl":
+        items = []
+        for number, row in read_jsonl(path):
+            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
                 raise ConfigError(f"{path}:{number}: each line needs a non-empty string field 'prompt'")
             items.append(PromptItem(str(row.get("id", number)), row["prompt"]))
-        else:
-            items.append(PromptItem(str(number), line.strip()))
+    else:
+        lines = enumerate(path.read_text().splitlines(), 1)
+        items = [PromptItem(str(number), line.strip()) for number, line in lines if line.strip()]
     if not items:
         raise ConfigError(f"{path} holds no prompts")
     ids = [i.id for i in items]
