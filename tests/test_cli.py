@@ -75,3 +75,16 @@ def test_help_explains_the_commands():
     assert result.exit_code == 0
     for command in ["generate", "demo"]:
         assert command in result.stdout
+
+
+def test_policy_set_defaults_apply_and_flags_override(tmp_path, base_a):
+    config = tmp_path / "set.yaml"
+    config.write_text(f"policies:\n  - {{name: a, source: '{base_a}'}}\n  - {{name: b, source: '{base_a}', "
+                      "system_prompt: be short}\ndefaults: {max_new_tokens: 2, weights: [0.2, 0.8]}\n")
+    short = json.loads(run("generate", "-c", str(config), "--json", "hello").stdout)
+    assert short["num_tokens"] <= 2 and short["weights"] == [0.2, 0.8]
+    longer = json.loads(run("generate", "-c", str(config), "--json", "-n", "6", "-d", "forward_kl", "hello").stdout)
+    assert longer["num_tokens"] > 2 or longer["finish_reason"] == "stop"
+    assert longer["divergence"] == "forward_kl"
+    result = run("generate", "-c", str(config), "--reference", str(base_a), "hello")
+    assert result.exit_code == 2 and "go in the YAML file" in result.stderr

@@ -229,3 +229,13 @@ def test_alpha_inverse_is_undefined_outside_its_domain():
     v = torch.tensor([1.0, 2.5, 3.0], dtype=torch.float64)
     out = div.grad_f_inverse(v)
     assert torch.isfinite(out[0]) and torch.isnan(out[1:]).all()
+
+
+def test_alpha_values_parse_exactly():
+    assert get_divergence("alpha:1e-3").alpha == 0.001
+    precise = get_divergence("alpha:0.123456789")
+    assert precise.alpha == 0.123456789 and get_divergence(precise.name).alpha == precise.alpha
+    assert get_divergence(" Alpha = 0.25 ").alpha == 0.25
+    with pytest.raises(ConfigError, match="0 < alpha < 1"):
+        get_divergence("alpha:-0.5")
+    assert get_divergence("Forward-KL").name == "forward_kl"

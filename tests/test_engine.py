@@ -205,3 +205,25 @@ def test_small_batch_linear_gives_the_same_tokens(policies, monkeypatch):
     with engine.SmallBatchLinear():
         got = torch.nn.functional.linear(x, w, b)
     torch.testing.assert_close(got, x @ w.T + b)
+
+
+def test_seeded_sampling_ignores_batch_company_and_global_rng(policies):
+    mod = MOD(policies[:2])
+    alone = mod.generate(PROMPTS[0], [0.5, 0.5], strategy="sample", seed=3, max_new_tokens=8)
+    together = mod.generate(PROMPTS, [0.5, 0.5], strategy="sample", seed=3, max_new_tokens=8)
+    assert together[0] == alone
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mod.generate(PROMPTS[0], [0.5, 0.5], strategy="sample", max_new_tokens=4)  # unseeded
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_bad_stop_and_limit_lists(policies):
+    from moddecode import ConfigError
+
+    mod = MOD(policies[:2])
+    with pytest.raises(ConfigError, match="stop must be a string or a list of strings"):
+        mod.generate("hello", [0.5, 0.5], stop=5)
+    with pytest.raises(ConfigError, match="empty list"):
+        mod.generate(["hello"], [0.5, 0.5], max_new_tokens=[])

@@ -113,16 +113,16 @@ def generate(
     system: list[str] = typer.Option([], "--system", help="NAME=TEXT: give policy NAME a system prompt (repeat)."),
     adapter: list[str] = typer.Option([], "--adapter", help="NAME=FOLDER: give policy NAME a PEFT LoRA adapter (repeat)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference policy source (needed by jsd, or weights not summing to 1)."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="One weight per policy, e.g. 0.3,0.7 (default: equal)."),
-    divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
-    strategy: str = typer.Option("greedy", "--strategy", "-s", help="greedy, sample or beam."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Stop after this many tokens."),
-    temperature: float = typer.Option(1.0, help="Sampling temperature (strategy sample)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="One weight per policy, e.g. 0.3,0.7 (default: the policy set's, else equal)."),
+    divergence: Optional[str] = typer.Option(None, "--divergence", "-d", help="reverse_kl (default), forward_kl, jsd or alpha:<a>; overrides the policy set's."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="greedy (default), sample or beam."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", "-n", help="Stop after this many tokens (default 128)."),
+    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (strategy sample; default 1)."),
     top_k: Optional[int] = typer.Option(None, help="Sample among the k best tokens only."),
     top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass."),
     seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
-    num_beams: int = typer.Option(4, help="Beams (strategy beam)."),
-    scope: str = typer.Option("sequence", help="sequence: score whole prefixes (Eq. 6); token: next token only."),
+    num_beams: Optional[int] = typer.Option(None, help="Beams (strategy beam; default 4)."),
+    scope: Optional[str] = typer.Option(None, help="sequence (default): score whole prefixes (Eq. 6); token: next token only."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeat)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="File with one prompt per line ('-' = stdin)."),
     stream: bool = typer.Option(False, "--stream", help="Print text as it is decoded."),
@@ -135,18 +135,23 @@ def generate(
 
         if config is None and not policy:
             raise ConfigError("give policies with --config FILE.yaml or --policy NAME=SOURCE (e.g. --policy a=smollm2)")
-        if config is not None and policy:
-            raise ConfigError("use either --config or --policy flags, not both")
-        spec = str(config) if config is not None else policy_set_from_flags(policy, system, adapter, reference, divergence)
+        if config is not None and (policy or system or adapter or reference):
+            raise ConfigError("--config holds the policies: --policy, --system, --adapter and --reference go in the "
+                              "YAML file (policies: [...], reference: {...}), not on the command line with it")
+        spec = str(config) if config is not None else policy_set_from_flags(policy, system, adapter, reference,
+                                                                             divergence or "reverse_kl")
         mod, meta = load_policy_set(spec)
-        if config is not None and divergence != "reverse_kl":
+        if divergence is not None:
             from .divergences import get_divergence
 
             mod.divergence = get_divergence(divergence)
         prompt_list = read_prompts(prompts or [], prompts_file)
-        w = parse_weights(weights) if weights else meta.defaults.get("weights", [1.0 / len(mod.policies)] * len(mod.policies))
-        kwargs = dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                      top_p=top_p, seed=seed, num_beams=num_beams, scope=scope, stop=stop or None)
+        w = parse_weights(weights) if weights else meta.default_weights
+        # the policy set's decoding defaults, overridden by the flags given
+        kwargs = {k: v for k, v in meta.defaults.items() if k != "weights"}
+        flags = dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                     top_p=top_p, seed=seed, num_beams=num_beams, scope=scope, stop=stop or None)
+        kwargs.update({k: v for k, v in flags.items() if v is not None})
         if stream:
             if as_json:
                 raise ConfigError("--stream and --json do not combine; pick one")

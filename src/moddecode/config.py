@@ -67,6 +67,12 @@ class PolicySetMeta:
     path: Path | None = None
 
     @property
+    def default_weights(self) -> list[float]:
+        """The policy set's `defaults.weights`, else equal weights summing to 1."""
+        n = len(self.policies)
+        return list(self.defaults.get("weights") or [1.0 / n] * n)
+
+    @property
     def objectives(self) -> list[str]:
         return [p.objective or p.name for p in self.policies]
 

@@ -162,8 +162,25 @@ class Scorer:
         ]
 
 
-def sample_tokens(scores: Tensor, config: DecodingConfig, generator: torch.Generator | None) -> Tensor:
-    """Sample from softmax(score / temperature) after top-k and top-p filtering. scores: [N, V]."""
+def prompt_generators(config: DecodingConfig, num_prompts: int, device) -> list[torch.Generator]:
+    """One random stream per prompt (seed + prompt index), so a seeded prompt samples the same text
+    whatever else shares its batch. Without a seed each stream is seeded from fresh entropy (torch's
+    global generator is left alone)."""
+    generators = []
+    for index in range(num_prompts):
+        g = torch.Generator(device=device)
+        if config.seed is None:
+            g.seed()
+        else:
+            g.manual_seed(config.seed + index)
+        generators.append(g)
+    return generators
+
+
+def sample_tokens(scores: Tensor, config: DecodingConfig, generators: list[torch.Generator]) -> Tensor:
+    """Sample from softmax(score / temperature) after top-k and top-p filtering.
+
+    scores: [N, V]; generators: one per row (each row's prompt stream)."""
     logits = scores / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
@@ -175,8 +192,8 @@ def sample_tokens(scores: Tensor, config: DecodingConfig, generator: torch.Gener
         drop_sorted = (probs.cumsum(-1) - probs) >= config.top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, -math.inf)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs.float(), 1, generator=generator).squeeze(1)
+    probs = torch.softmax(logits, dim=-1).float()
+    return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
 
 
 def decode_incremental(engine: Engine, scorer: Scorer, prompts: list[str], config: DecodingConfig,
@@ -187,11 +204,9 @@ def decode_incremental(engine: Engine, scorer: Scorer, prompts: list[str], confi
     `limits` optionally gives each prompt its own max_new_tokens (at most config.max_new_tokens).
     """
     limits = limits or [config.max_new_tokens] * len(prompts)
-    generator = None
-    device = engine.groups[0][0].device
+    generators = []
     if config.strategy == "sample":
-        generator = torch.Generator(device=device)
-        generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+        generators = prompt_generators(config, len(prompts), engine.groups[0][0].device)
     live = list(range(len(prompts)))  # prompt index of each live sequence
     trackers = [TextTracker(tokenizer, config.stop) for _ in prompts]
     diags: list[list[TokenDiagnostics]] = [[] for _ in prompts]
@@ -205,7 +220,7 @@ def decode_incremental(engine: Engine, scorer: Scorer, prompts: list[str], confi
         if config.strategy == "greedy":
             tokens = scores.argmax(dim=-1)
         else:
-            tokens = sample_tokens(scores, config, generator)
+            tokens = sample_tokens(scores, config, [generators[i] for i in live])
         if want_diagnostics:
             for j, d in zip(live, scorer.diagnostics(logprobs, tokens, scores, tokenizer)):
                 diags[j].append(d)

@@ -130,7 +130,7 @@ class AlphaDivergence(Divergence):
             raise ConfigError(f"alpha-divergence needs 0 < alpha < 1, got {alpha}; e.g. 'alpha:0.5'")
         self.alpha = alpha
         super().__init__(
-            f"alpha:{alpha:g}",
+            f"alpha:{alpha!r}",  # exact: the name is parsed again (policy sets, servers)
             lambda u: (1 - u.pow(-alpha)) / alpha,
             # outside 1 - a v > 0 the power can still be real (even 1/a): mark it NaN, i.e. infeasible
             lambda v: torch.where(1 - alpha * v > 0, (1 - alpha * v).pow(-1 / alpha), torch.full_like(v, math.nan)),
@@ -195,11 +195,12 @@ def get_divergence(spec) -> Divergence:
             f"divergence must be a name ({', '.join(KNOWN_NAMES)}) or a (grad_f, grad_f_inverse) pair, "
             f"got {type(spec).__name__}"
         )
-    key = spec.strip().lower().replace("-", "_")
-    if key in _FIXED:
+    head, sep, raw = spec.strip().replace("=", ":", 1).partition(":")
+    key = head.strip().lower().replace("-", "_")  # only the name is normalised, never the number
+    if not sep and key in _FIXED:
         return _FIXED[key]()
-    if key.startswith("alpha:") or key.startswith("alpha="):
-        raw = key[6:]
+    if sep and key == "alpha":
+        raw = raw.strip()
         try:
             alpha = float(raw)
         except ValueError:

@@ -87,8 +87,12 @@ class MOD:
         stop = kw.pop("stop", None)
         if isinstance(stop, str):
             stop = (stop,)
+        if stop is not None and (not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) for x in stop)):
+            raise ConfigError(f"stop must be a string or a list of strings, got {stop!r}")
         limits = kw.get("max_new_tokens")
         if isinstance(limits, (list, tuple)):
+            if not limits:
+                raise ConfigError("max_new_tokens as a list needs one limit per prompt, got an empty list")
             limits = list(limits)
             for n in limits:
                 DecodingConfig(max_new_tokens=n)  # validates each

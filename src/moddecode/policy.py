@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,9 +89,12 @@ class ModelCache:
     def __init__(self) -> None:
         self._models: dict[str, LoadedModel] = {}
 
-    def get(self, source: str, *, device: str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+    def get(self, source: str, *, device: str | torch.device | None = None,
+            dtype: torch.dtype | None = None) -> LoadedModel:
         folder, gguf = resolve_source(source)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one device: one copy
+            device = torch.device("cuda", torch.cuda.current_device())
         dtype = dtype or torch.float32
         key = f"{folder if gguf is None else gguf}|{device}|{dtype}"
         if key not in self._models:
@@ -121,7 +125,7 @@ def resolve_source(source: str) -> tuple[str, Path | None]:
     return source, None  # a hub id; only works online
 
 
-def _load(key: str, folder: str, device: str, dtype: torch.dtype) -> LoadedModel:
+def _load(key: str, folder: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -157,8 +161,10 @@ class Policy:
              name: str | None = None, device: str | None = None, dtype: torch.dtype | None = None,
              cache: ModelCache | None = None) -> "Policy":
         """Load a policy from a HF folder, a hub id (online only), a .gguf file, or 'smollm2' (bundled)."""
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
         if not isinstance(source, str) or not source:
-            raise ConfigError(f"policy source must be a non-empty string, got {source!r}")
+            raise ConfigError(f"policy source must be a non-empty string or path, got {source!r}")
         base = (cache or DEFAULT_CACHE).get(source, device=device, dtype=dtype)
         adapter_name, metadata = None, {}
         if adapter is not None:

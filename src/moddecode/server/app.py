@@ -110,7 +110,7 @@ def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | No
 def _model_cards(planner: RequestPlanner, meta: PolicySetMeta, created: int, max_tokens_limit: int) -> list[dict]:
     """The policy set as one model (weights chosen per request), and each policy as a one-hot model."""
     names = planner.names
-    default_weights = list(meta.defaults.get("weights") or [1 / len(names)] * len(names))
+    default_weights = meta.default_weights
     base = {"object": "model", "created": created, "owned_by": "moddecode"}
     policy_set = {
         **base, "id": meta.name,

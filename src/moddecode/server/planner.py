@@ -104,7 +104,7 @@ class RequestPlanner:
         if model in self.names:
             return model, [1.0 if n == model else 0.0 for n in self.names]
         if model is None or model == self.meta.name:
-            return self.meta.name, list(self.meta.defaults.get("weights") or [1 / len(self.names)] * len(self.names))
+            return self.meta.name, self.meta.default_weights
         raise ApiError(404, f"model {model!r} does not exist; use {self.meta.name!r} (with `weights`) or one of "
                             f"the policies {self.names} (see GET /v1/models)", param="model", code="model_not_found")
 
