@@ -32,8 +32,8 @@ def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float32, device=
 
 def weight_sum_needs_reference(divergence: Divergence, weights: Tensor) -> bool:
     """Whether any weight vector in `weights` ([M, ...]) needs the reference under `divergence`."""
-    sums = weights.double().sum(dim=0).reshape(-1)
-    return any(divergence.needs_reference(float(s)) for s in sums)
+    sums = weights.double().sum(dim=0).reshape(-1).tolist()  # one device sync, not one per row
+    return any(divergence.needs_reference(s) for s in set(sums))
 
 
 def combine_logprobs(

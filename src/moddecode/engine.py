@@ -128,7 +128,7 @@ class PolicyGroup:
         self.cache.reorder_cache(rows)
         self.attention_mask = self.attention_mask[rows]
         self.next_position = self.next_position[rows]
-        self.adapter_names = [self.adapter_names[int(r)] for r in rows]
+        self.adapter_names = [self.adapter_names[r] for r in rows.tolist()]
         self.num_sequences = len(index)
 
 
