@@ -82,7 +82,7 @@ def combine_logprobs(
         ref = ref_logprobs.to(work_dtype)
     elif weight_sum_needs_reference(div, w):
         raise MissingReferenceError(
-            f"divergence {div.name!r} with weights summing to {_describe_sums(wsum)} needs the reference "
+            f"divergence {div.name!r} with weights summing to {describe_weight_sums(wsum)} needs the reference "
             "policy's log-probabilities (ref_logprobs / reference=...); or use weights that sum to 1"
             + (" (jsd always needs it)" if div.name == "jsd" else "")
         )
@@ -100,7 +100,8 @@ def combine_logprobs(
     return score.to(logprobs.dtype)
 
 
-def _describe_sums(wsum: Tensor) -> str:
+def describe_weight_sums(wsum: Tensor) -> str:
+    """The distinct sums of weight vectors, for error messages ("0.7, 1.4")."""
     values = sorted({round(float(s), 6) for s in wsum.reshape(-1)})
     return ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if len(values) > 5 else "")
 

@@ -40,8 +40,8 @@ def signed_logsumexp(log_abs: Tensor, sign: Tensor, dim: int = 0) -> tuple[Tenso
     # log(e^big - e^small) = big + log1p(-e^(small - big)); guard big = -inf (no terms at all).
     diff = torch.where(torch.isfinite(big), small - big, torch.full_like(big, -math.inf))
     magnitude = big + torch.log1p(-torch.exp(diff))
+    # no terms on either side: pos - neg is NaN, so the sign is 0
     out_sign = torch.sign(pos - neg).nan_to_num(0.0)
-    out_sign = torch.where(torch.isneginf(big), torch.zeros_like(out_sign), out_sign)
     return magnitude, out_sign
 
 

@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .beam import beam_search
-from .combine import as_weight_tensor, weight_sum_needs_reference
+from .combine import as_weight_tensor, describe_weight_sums, weight_sum_needs_reference
 from .decoding import DecodingConfig, Generation, Scorer, TextDelta, decode_incremental
 from .divergences import get_divergence
 from .engine import Engine
@@ -26,14 +26,15 @@ class MOD:
         policies = list(policies) if not isinstance(policies, Policy) else [policies]
         if not policies:
             raise ConfigError("MOD needs at least one policy")
-        for p in [*policies, *([reference] if reference is not None else [])]:
+        everyone = [*policies, *([reference] if reference is not None else [])]
+        for p in everyone:
             if not isinstance(p, Policy):
                 raise ConfigError(f"policies and reference must be moddecode.Policy objects, got {type(p).__name__}; "
                                   "load them with Policy.load(...)")
         self.policies = policies
         self.reference = reference
         self.divergence = get_divergence(divergence)
-        self.vocab_size = check_shared_vocabulary([*policies, *([reference] if reference else [])])
+        self.vocab_size = check_shared_vocabulary(everyone)
 
     @property
     def names(self) -> list[str]:
@@ -60,17 +61,17 @@ class MOD:
             raise ConfigError("a list of max_new_tokens needs one limit per prompt (and greedy or sample decoding)")
         try:
             w = self.weight_matrix(weights, len(prompt_list))
-        except (TypeError, ValueError, RuntimeError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, RuntimeError):
             raise ConfigError(f"weights must be {len(self.policies)} numbers or one such list per prompt, "
                               f"got {weights!r}") from None
         uses_reference = weight_sum_needs_reference(self.divergence, w)
         if uses_reference and self.reference is None:
-            sums = sorted({round(float(s), 6) for s in w.sum(0)})
             remedy = "" if self.divergence.needs_reference(1.0) else ", or use weights that sum to 1"
             raise MissingReferenceError(
-                f"divergence {self.divergence.name!r} with weights summing to {sums} needs a reference policy: "
+                f"divergence {self.divergence.name!r} with weights summing to {describe_weight_sums(w.sum(0))} "
+                "needs a reference policy: "
                 f"pass MOD(..., reference=Policy.load(...)) (CLI: --reference SOURCE; policy set: `reference:`)"
                 f"{remedy}"
             )
