@@ -261,8 +261,10 @@ def train(
     max_length: int = typer.Option(256, help="Tokens per prompt+response."),
     save_steps: int = typer.Option(10, help="Checkpoint every N steps."),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard the checkpoints and adapter already in --out (another run's) and train from scratch."),
 ) -> None:
-    """Train one LoRA adapter with f-DPO (TRL). Running the same command again resumes from the last checkpoint."""
+    """Train one LoRA adapter with f-DPO (TRL). Running the same command again resumes from the last checkpoint;
+    a folder holding a different run is refused unless --overwrite."""
 
     def go():
         from .train.dpo import TrainSettings, train_dpo
@@ -271,7 +273,7 @@ def train(
                                  divergence=divergence, beta=beta, epochs=epochs, max_steps=max_steps,
                                  learning_rate=learning_rate, batch_size=batch_size, lora_r=lora_r,
                                  lora_alpha=lora_alpha, max_length=max_length, save_steps=save_steps, seed=seed)
-        path = train_dpo(settings)
+        path = train_dpo(settings, overwrite=overwrite)
         typer.echo(f"adapter for {objective!r} -> {path}")
 
     run_guarded(go)

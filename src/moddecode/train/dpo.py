@@ -1,14 +1,17 @@
 """f-DPO LoRA training with TRL: one adapter per objective, regularised by a chosen f-divergence.
 
 The adapter folder gets `moddecode.json` (objective, divergence, beta, data hash, base) that
-`Policy.load(..., adapter=...)` reads. Checkpoints go to <out>/checkpoints; running the same command
-again resumes from the last one.
+`Policy.load(..., adapter=...)` reads. Checkpoints go to <out>/checkpoints, next to `run.json` naming
+the run they belong to; running the same command again resumes from the last one. A folder holding
+another run (other data, objective, divergence, base or settings) is refused, never resumed and
+relabelled: pick a new folder or pass `overwrite=True`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +23,11 @@ from ..policy import ADAPTER_METADATA_FILE
 
 # our divergence names -> TRL's DPOConfig.f_divergence_type
 TRL_DIVERGENCES = {"reverse_kl": "reverse_kl", "forward_kl": "forward_kl", "jsd": "js_divergence"}
+RUN_FILE = "run.json"  # in <out>/checkpoints: the identity of the run the checkpoints belong to
+# what a finished or interrupted run leaves in <out>; --overwrite removes exactly these
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", ADAPTER_METADATA_FILE)
+# settings that do not change the trained weights, so they may differ on resume
+NOT_IDENTITY = {"save_steps"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,9 @@ class TrainSettings:
 def trl_divergence(name: str) -> dict:
     div = get_divergence(name)
     if div.name.startswith("alpha:"):
-        return {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": div.alpha}
+        # TRL's coefficient c has f'(t) = (t^(c-1) - 1)/(c-1); ours (the paper's) f'(u) = (1 - u^-a)/a,
+        # the same function exactly when c = 1 - a. Decoding must use the f that training used.
+        return {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 1.0 - div.alpha}
     return {"f_divergence_type": TRL_DIVERGENCES[div.name]}
 
 
@@ -108,8 +118,76 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def train_dpo(settings: TrainSettings, *, progress: bool = True) -> Path:
-    """Train one LoRA adapter with f-DPO; returns the adapter folder."""
+def run_identity(base: str, data_sha256: str, settings: dict) -> dict:
+    """What decides the trained weights; a run resumes only into a folder whose identity is equal."""
+    kept = {k: v for k, v in settings.items() if k not in NOT_IDENTITY | {"source", "data", "out_dir"}}
+    if isinstance(kept.get("divergence"), str):
+        kept["divergence"] = get_divergence(kept["divergence"]).name  # 'alpha:0.50' is 'alpha:0.5'
+    return json.loads(json.dumps({"base": base, "data_sha256": data_sha256, "settings": kept}))  # tuples -> lists
+
+
+def _recorded_identities(out: Path) -> dict[str, dict]:
+    """{file: identity} of the run(s) whose checkpoints or adapter `out` holds."""
+    found = {}
+    run_file = out / "checkpoints" / RUN_FILE
+    if run_file.is_file():
+        found[str(run_file)] = json.loads(run_file.read_text())
+    meta_file = out / ADAPTER_METADATA_FILE
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        found[str(meta_file)] = run_identity(meta.get("base"), meta.get("data_sha256"), meta.get("settings") or {})
+    return found
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = [f"base {old.get('base')!r} -> {new['base']!r}"] if old.get("base") != new["base"] else []
+    if old.get("data_sha256") != new["data_sha256"]:
+        out.append(f"data (sha256 {str(old.get('data_sha256'))[:12]}... -> {new['data_sha256'][:12]}...)")
+    old_settings, new_settings = old.get("settings") or {}, new["settings"]
+    for key in sorted(set(old_settings) | set(new_settings)):
+        if old_settings.get(key) != new_settings.get(key):
+            out.append(f"{key} {old_settings.get(key)!r} -> {new_settings.get(key)!r}")
+    return out
+
+
+def prepare_out_dir(out: Path, identity: dict, *, overwrite: bool = False) -> str | None:
+    """Check that `out` is free or holds this very run; returns the checkpoint to resume from (or None).
+
+    Raises ConfigError, before any model loads, when `out` holds another run's checkpoints or adapter.
+    With `overwrite`, those (and only those) files are removed first.
+    """
+    checkpoints = out / "checkpoints"
+    if overwrite:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        for name in ADAPTER_FILES:
+            (out / name).unlink(missing_ok=True)
+    resume = last_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    if resume or any((out / name).exists() for name in ADAPTER_FILES):
+        recorded = _recorded_identities(out)
+        advice = "use a new --out folder, or pass --overwrite (overwrite=True) to discard it and train from scratch"
+        if not recorded:
+            raise ConfigError(f"{out} already holds checkpoints or an adapter that no run.json or moddecode.json "
+                              f"describes, so it cannot be resumed safely; {advice}")
+        for where, old in recorded.items():
+            diffs = _differences(old, identity)
+            if diffs:
+                # the restored optimizer/scheduler belong to the old length: the first extra step would
+                # run at learning rate 0 and the rest on a schedule neither run asked for
+                hint = ("; a run of another length needs its own learning-rate schedule, which resuming "
+                        "cannot give it"
+                        if any(d.startswith(("max_steps ", "epochs ")) for d in diffs) else "")
+                raise ConfigError(f"{out} holds another training run ({where} differs: {'; '.join(diffs)}), which "
+                                  f"would be resumed and relabelled{hint}; {advice}")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / RUN_FILE).write_text(json.dumps(identity, indent=2))
+    return resume
+
+
+def train_dpo(settings: TrainSettings, *, progress: bool = True, overwrite: bool = False) -> Path:
+    """Train one LoRA adapter with f-DPO; returns the adapter folder.
+
+    Resumes from `<out>/checkpoints` when they belong to this same run; refuses a folder holding another
+    run unless `overwrite` (which deletes that run's checkpoints and adapter files first)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -122,6 +200,7 @@ def train_dpo(settings: TrainSettings, *, progress: bool = True) -> Path:
     folder, _ = resolve_source(settings.source)
     out = Path(settings.out_dir)
     checkpoints = out / "checkpoints"
+    resume = prepare_out_dir(out, run_identity(settings.source, digest, asdict(settings)), overwrite=overwrite)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -141,7 +220,7 @@ def train_dpo(settings: TrainSettings, *, progress: bool = True) -> Path:
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=lora)
     start = time.time()
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.model.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metadata = {
