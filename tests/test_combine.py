@@ -70,7 +70,8 @@ WEIGHT_CASES = {
 @pytest.mark.parametrize("case", list(WEIGHT_CASES))
 def test_closed_form_matches_brute_force(name, case):
     weights = WEIGHT_CASES[case]
-    logprobs = random_logprobs(len(weights), 6, seed=hash((name, case)) % 1000)
+    # a fixed seed per case (hash() of a string changes from process to process)
+    logprobs = random_logprobs(len(weights), 6, seed=100 * list(GRAD_F).index(name) + list(WEIGHT_CASES).index(case))
     ref = random_logprobs(1, 6, seed=7)[0]
     expected = brute_force(name, logprobs, weights, ref)
     if torch.isneginf(expected).all():
@@ -236,6 +237,6 @@ def test_alpha_values_parse_exactly():
     precise = get_divergence("alpha:0.123456789")
     assert precise.alpha == 0.123456789 and get_divergence(precise.name).alpha == precise.alpha
     assert get_divergence(" Alpha = 0.25 ").alpha == 0.25
-    with pytest.raises(ConfigError, match="0 < alpha < 1"):
+    with pytest.raises(ConfigError, match="<= alpha < 1"):
         get_divergence("alpha:-0.5")
     assert get_divergence("Forward-KL").name == "forward_kl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -167,14 +168,34 @@ def test_stop_strings_and_streaming_agree_with_generate(policies):
 def test_diagnostics_explain_the_choice(policies):
     mod = MOD(policies[:3])
     w = [0.2, 0.3, 0.5]
-    result = mod.generate("hello", w, max_new_tokens=5, scope="token", return_diagnostics=True)
-    assert len(result.diagnostics) == len(result.token_ids) or result.finish_reason == "stop"
+    result = mod.generate("hello", w, max_new_tokens=5, scope="token", ignore_eos=True, return_diagnostics=True)
+    assert len(result.diagnostics) == len(result.token_ids) == 5  # one per token, never vacuous
     for d in result.diagnostics:
         assert d.score == pytest.approx(sum(wi * li for wi, li in zip(w, d.logprobs)), abs=1e-6)
         assert d.contributions == pytest.approx([wi * (1 + li) for wi, li in zip(w, d.logprobs)], abs=1e-5)
     first = result.diagnostics[0]
     expected = [float(teacher_forced_logprobs(p, "hello", [[first.token_id]])[0]) for p in policies[:3]]
     assert first.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("divergence", ["reverse_kl", "forward_kl", "alpha:0.5"])
+@pytest.mark.parametrize("scope", ["sequence", "token"])
+def test_diagnostic_score_and_contributions_describe_the_same_quantity(policies, divergence, scope):
+    mod = MOD(policies[:3], divergence=divergence)
+    result = mod.generate("hello", [0.2, 0.3, 0.5], max_new_tokens=6, scope=scope, ignore_eos=True,
+                          return_diagnostics=True)
+    assert len(result.diagnostics) == 6
+    inverse = mod.divergence.grad_f_inverse
+    cumulative = [0.0, 0.0, 0.0]
+    for d in result.diagnostics:
+        # score = log (grad f)^-1(sum_i contributions_i): no reference runs for these weights
+        assert d.score == pytest.approx(math.log(float(inverse(torch.tensor(sum(d.contributions), dtype=torch.float64)))),
+                                        abs=1e-6)
+        cumulative = [c + l for c, l in zip(cumulative, d.logprobs)]
+        level = cumulative if scope == "sequence" else d.logprobs  # logprobs stay next-token either way
+        expected = mod.divergence.contributions(torch.tensor(level, dtype=torch.float64).unsqueeze(1),
+                                                torch.tensor([[0.2], [0.3], [0.5]], dtype=torch.float64), None)
+        assert d.contributions == pytest.approx(expected[:, 0].tolist(), rel=1e-6)
 
 
 def test_per_prompt_token_limits_equal_separate_calls(policies):

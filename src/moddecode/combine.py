@@ -7,14 +7,29 @@ from typing import Sequence
 
 import torch
 
-from .divergences import Divergence, get_divergence
+from .divergences import Divergence, get_divergence, snap_weight_sums
 from .errors import ConfigError, InfeasibleWeightsError, MissingReferenceError
 
 Tensor = torch.Tensor
+# Larger weights overflow float64 scores or cancel away their precision (w_i * l_i with l_i up to
+# thousands of nats must stay far below 1e16 to keep fractions of a nat); no recipe needs them.
+MAX_ABS_WEIGHT = 1e6
 
 
-def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float32, device=None) -> Tensor:
-    """Validate weights: [M] or [M, ...] real, finite numbers. Returns a new tensor (never normalised)."""
+def _has_bool(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
+def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float64, device=None) -> Tensor:
+    """Validate weights: [M] or [M, ...] real, finite numbers of magnitude <= MAX_ABS_WEIGHT.
+
+    Returns a new tensor (never normalised)."""
+    if _has_bool(weights) or isinstance(weights, (str, bytes)):
+        raise ConfigError(f"weights must be real numbers, got {weights!r}")
     try:
         w = torch.as_tensor(weights, dtype=torch.float64).to(device=device)
     except (TypeError, ValueError, RuntimeError):
@@ -27,6 +42,13 @@ def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float32, device=
         )
     if not torch.isfinite(w).all():
         raise ConfigError(f"weights must be finite numbers, got {weights!r}")
+    too_big = w.abs() > MAX_ABS_WEIGHT
+    if too_big.any():
+        worst = float(w.reshape(-1)[w.abs().reshape(-1).argmax()])
+        raise ConfigError(
+            f"weights must lie between -{MAX_ABS_WEIGHT:g} and {MAX_ABS_WEIGHT:g}, got {worst:g}: larger weights "
+            "overflow the combined score or cancel away its precision; scale them down"
+        )
     return w.to(dtype)
 
 
@@ -47,13 +69,15 @@ def combine_logprobs(
 
     logprobs:     [M, ..., V] normalised log-probabilities of M policies (next-token or sequence level).
     weights:      M real numbers, or [M, ...] with one weight vector per leading batch position.
-                  Not normalised; negative weights and sum(w) != 1 are allowed.
+                  Not normalised; negative weights and sum(w) != 1 are allowed (a sum within 1e-6 of 1
+                  counts as exactly 1). At most 1e6 in magnitude.
     divergence:   'reverse_kl', 'forward_kl', 'jsd', 'alpha:<a>' (0 < a < 1), a Divergence, or a
                   (grad_f, grad_f_inverse) pair of callables.
     ref_logprobs: [..., V] log-probabilities of pi_ref; required where the math depends on it.
 
     Returns [..., V]: l_ref + log (grad f)^-1(sum_i w_i grad f(pi_i/pi_ref)), -inf for tokens outside
-    the domain of (grad f)^-1 or outside the support of a policy with non-zero weight. Never NaN.
+    the domain of (grad f)^-1 or outside the support of a policy with non-zero weight; never NaN or
+    +inf. Computed in float64; returned in the input's dtype, or float32 for half-precision inputs.
     Inputs are not modified. Raises InfeasibleWeightsError if some position has no feasible token.
     """
     div = get_divergence(divergence)
@@ -62,9 +86,10 @@ def combine_logprobs(
     if not logprobs.is_floating_point():
         raise ConfigError(f"logprobs must be floating point, got {logprobs.dtype}")
     num_policies = logprobs.shape[0]
-    work_dtype = torch.float64 if logprobs.dtype == torch.float64 else torch.float32
-    l = logprobs.to(work_dtype)
-    w = as_weight_tensor(weights, num_policies, dtype=work_dtype, device=l.device)
+    # float64 whatever the input: fp16 overflows at 65504, and float32 rounding of the weights would
+    # decide tokens whose scores differ by e^-40.
+    l = logprobs.double()
+    w = as_weight_tensor(weights, num_policies, device=l.device)
     batch_shape = l.shape[1:-1]
     if w.dim() > 1 and tuple(w.shape[1:]) != tuple(batch_shape[: w.dim() - 1]):
         raise ConfigError(
@@ -72,14 +97,14 @@ def combine_logprobs(
             "use [M] or [M, *leading batch dims]"
         )
     w = w.reshape(tuple(w.shape) + (1,) * (l.dim() - w.dim()))
-    wsum = w.sum(dim=0)
+    wsum = snap_weight_sums(w.sum(dim=0))
     ref = None
     if ref_logprobs is not None:
         if tuple(ref_logprobs.shape) != tuple(l.shape[1:]):
             raise ConfigError(
                 f"ref_logprobs has shape {tuple(ref_logprobs.shape)}, expected {tuple(l.shape[1:])} (logprobs without M)"
             )
-        ref = ref_logprobs.to(work_dtype)
+        ref = ref_logprobs.double()
     elif weight_sum_needs_reference(div, w):
         raise MissingReferenceError(
             f"divergence {div.name!r} with weights summing to {describe_weight_sums(wsum)} needs the reference "
@@ -92,12 +117,23 @@ def combine_logprobs(
     outside = (torch.isneginf(l) & (w != 0)).any(dim=0)
     if ref is not None:
         outside = outside | torch.isneginf(ref)
-    score = torch.where(outside | torch.isnan(score), torch.full_like(score, -math.inf), score)
-    score = torch.where(torch.isposinf(score), torch.full_like(score, torch.finfo(score.dtype).max), score)
-    infeasible_rows = torch.isneginf(score).all(dim=-1)
+    feasible = ~(outside | torch.isnan(score) | torch.isneginf(score))
+    score = torch.where(feasible, score, torch.full_like(score, -math.inf))
+    out = _in_output_dtype(score, feasible, logprobs.dtype)
+    infeasible_rows = (~feasible).all(dim=-1)
     if infeasible_rows.any():
-        raise InfeasibleWeightsError(_infeasible_message(div, w, infeasible_rows))
-    return score.to(logprobs.dtype)
+        raise InfeasibleWeightsError(_infeasible_message(div, w, infeasible_rows, outside))
+    return out
+
+
+def _in_output_dtype(score: Tensor, feasible: Tensor, input_dtype: torch.dtype) -> Tensor:
+    """The float64 score in the input's dtype (at least float32: half precision cannot hold scores of
+    -70000), with feasible tokens kept finite by clamping to the dtype's range: never +inf, and never a
+    feasible token turned into -inf by the cast."""
+    dtype = torch.promote_types(input_dtype, torch.float32)
+    info = torch.finfo(dtype)
+    clamped = torch.where(feasible, score.clamp(min=info.min, max=info.max), score)
+    return clamped.to(dtype)
 
 
 def describe_weight_sums(wsum: Tensor) -> str:
@@ -106,12 +142,17 @@ def describe_weight_sums(wsum: Tensor) -> str:
     return ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if len(values) > 5 else "")
 
 
-def _infeasible_message(div: Divergence, w: Tensor, rows: Tensor) -> str:
+def _infeasible_message(div: Divergence, w: Tensor, rows: Tensor, outside: Tensor) -> str:
     index = tuple(int(i) for i in rows.nonzero()[0])
     row_weights = w.expand(w.shape[0], *rows.shape, 1)[(slice(None), *index, 0)]
     vector = [round(float(x), 6) for x in row_weights]
-    return (
-        f"no token is feasible under divergence {div.name!r} with weights {vector}"
-        f"{' at batch position ' + str(index) if index else ''}: (grad f)^-1 is undefined for every token. "
-        "Use non-negative weights, or a divergence whose domain allows these weights (reverse_kl allows any)."
-    )
+    where = f" at batch position {index}" if index else ""
+    if outside.expand(*rows.shape, outside.shape[-1])[index].all():
+        return (f"no token is feasible under divergence {div.name!r} with weights {vector}{where}: every token lies "
+                "outside the support of a policy with non-zero weight (or of the reference). Give zero weight to "
+                "the policy that rules every token out.")
+    remedy = "Use non-negative weights"
+    if div.name != "reverse_kl":  # reverse KL's (grad f)^-1 = exp is defined everywhere
+        remedy += ", or reverse_kl, whose domain allows any weights"
+    return (f"no token is feasible under divergence {div.name!r} with weights {vector}{where}: (grad f)^-1 is "
+            f"undefined for every token. {remedy}.")

@@ -59,13 +59,19 @@ class DecodingConfig:
 
 @dataclass
 class TokenDiagnostics:
-    """Why one token was chosen: its combined score and each policy's log-prob and contribution."""
+    """Why one token was chosen: its combined score and each policy's log-prob and contribution.
+
+    `score` and `contributions` describe the same quantity, at the decoding scope: with scope='token'
+    the next token alone, with scope='sequence' the whole response so far including this token (Eq. 6,
+    pi_i = the policy's probability of that prefix). They satisfy
+    score = l_ref + log (grad f)^-1(sum_i contributions_i), with l_ref = 0 where no reference ran.
+    """
 
     token_id: int
     token: str
-    score: float
-    logprobs: list[float]  # log pi_i(token | context) per policy
-    contributions: list[float]  # w_i grad f(pi_i / pi_ref) per policy (pi_ref = 1 where no reference ran)
+    score: float  # the combined MOD score of the token (scope-level, see above)
+    logprobs: list[float]  # log pi_i(token | context) per policy: next-token, whatever the scope
+    contributions: list[float]  # w_i grad f(pi_i / pi_ref) per policy (scope-level; pi_ref = 1 where no reference ran)
 
 
 @dataclass
@@ -149,12 +155,15 @@ class Scorer:
     def select(self, index: Tensor) -> None:
         self.weights = self.weights[:, index.to(self.weights.device)]
 
-    def diagnostics(self, logprobs: Tensor, tokens: Tensor, scores: Tensor, tokenizer) -> list[TokenDiagnostics]:
+    def diagnostics(self, logprobs: Tensor, cumulative: Tensor, tokens: Tensor, scores: Tensor,
+                    tokenizer) -> list[TokenDiagnostics]:
+        """logprobs [members, N, V] next-token, cumulative [members, N] prefix log-probs, tokens [N]."""
         n = torch.arange(tokens.shape[0])
         chosen = logprobs[:, n, tokens].double()  # [members, N]
+        level = cumulative + chosen if self.scope == "sequence" else chosen  # what `scores` were computed on
         m = self.num_policies
-        ref = chosen[m] if self.uses_reference else None
-        contrib = self.divergence.contributions(chosen[:m], self.weights, ref)
+        ref = level[m] if self.uses_reference else None
+        contrib = self.divergence.contributions(level[:m], self.weights, ref)
         return [
             TokenDiagnostics(int(tokens[j]), tokenizer.decode([int(tokens[j])]), float(scores[j, tokens[j]]),
                              chosen[:m, j].tolist(), contrib[:, j].tolist())
@@ -222,7 +231,7 @@ def decode_incremental(engine: Engine, scorer: Scorer, prompts: list[str], confi
         else:
             tokens = sample_tokens(scores, config, [generators[i] for i in live])
         if want_diagnostics:
-            for j, d in zip(live, scorer.diagnostics(logprobs, tokens, scores, tokenizer)):
+            for j, d in zip(live, scorer.diagnostics(logprobs, cumulative, tokens, scores, tokenizer)):
                 diags[j].append(d)
         cumulative = cumulative + logprobs.gather(2, tokens.view(1, -1, 1).expand(logprobs.shape[0], -1, 1)).squeeze(2).double()
         # 4. Update texts, stream what is safe, and retire finished sequences.

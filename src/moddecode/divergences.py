@@ -9,7 +9,8 @@ that nothing under- or overflows, and also exposes grad f and its inverse so the
 checked against the generic path (and so users can bring their own f).
 
 Shapes everywhere: `l` is [M, ..., V], `w` is [M, ..., 1] (already broadcastable to `l`), `l_ref`
-is [..., V] or None, `wsum` is [..., 1]. Returned scores are [..., V] with NaN where a token lies
+is [..., V] or None, `wsum` is [..., 1] with sums near 1 already snapped to exactly 1
+(`snap_weight_sums`). All are float64. Returned scores are [..., V] with NaN where a token lies
 outside the domain of (grad f)^-1; `combine_logprobs` turns those into -inf.
 """
 
@@ -25,6 +26,23 @@ from .errors import ConfigError, UnknownNameError
 Tensor = torch.Tensor
 # |sum(w) - 1| below this counts as "on the simplex": the reference term then vanishes.
 WEIGHT_SUM_TOL = 1e-6
+# Below this alpha the score's 1/alpha factor turns float64 rounding into whole nats (and alpha -> 0 is
+# reverse KL anyway).
+MIN_ALPHA = 1e-6
+
+
+def on_simplex(weight_sum: float) -> bool:
+    """Whether weights summing to `weight_sum` count as summing to exactly 1 (rounding aside)."""
+    return abs(weight_sum - 1) <= WEIGHT_SUM_TOL
+
+
+def snap_weight_sums(wsum: Tensor) -> Tensor:
+    """Weight sums with every sum within WEIGHT_SUM_TOL of 1 replaced by exactly 1.
+
+    [0.6, 0.3, 0.1] sums to 1 - 1.1e-16 in float64: left as is, the (S - 1) terms of JSD and alpha
+    would outweigh the e^-80 differences that decide tokens 80 nats above the reference.
+    """
+    return torch.where((wsum - 1).abs() <= WEIGHT_SUM_TOL, torch.ones_like(wsum), wsum)
 
 
 def signed_logsumexp(log_abs: Tensor, sign: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
@@ -74,20 +92,22 @@ class Divergence:
         return True
 
     def log_score(self, l: Tensor, w: Tensor, l_ref: Tensor | None, wsum: Tensor) -> Tensor:
-        """Generic path: evaluate grad f and its inverse numerically (float64)."""
+        """Generic path: evaluate grad f and its inverse numerically."""
         if l_ref is None:
             raise ConfigError(f"divergence {self.name!r} needs ref_logprobs (pass the reference policy)")
-        l64, w64, ref64 = l.double(), w.double(), l_ref.double()
-        ratio = torch.exp(l64 - ref64.unsqueeze(0))
-        inner = _weighted(w64, self.grad_f(ratio)).sum(dim=0)
+        ratio = torch.exp(l - l_ref.unsqueeze(0))
+        inner = _weighted(w, self.grad_f(ratio)).sum(dim=0)
         x = self.grad_f_inverse(inner)
-        score = ref64 + torch.log(torch.where(x > 0, x, torch.full_like(x, math.nan)))
-        return score.to(l.dtype)
+        return l_ref + torch.log(torch.where(x > 0, x, torch.full_like(x, math.nan)))
 
     def contributions(self, l: Tensor, w: Tensor, l_ref: Tensor | None) -> Tensor:
-        """Per-policy terms w_i grad f(pi_i / pi_ref) ([M, ..., V]); pi_ref = 1 where no reference ran."""
+        """Per-policy terms w_i grad f(pi_i / pi_ref) ([M, ...], float64); pi_ref = 1 where no reference ran.
+
+        Their sum is the argument of (grad f)^-1: score = l_ref + log (grad f)^-1(sum_i contributions_i),
+        with l_ref = 0 where no reference ran (the score does not depend on it then).
+        """
         ref = torch.zeros_like(l[0]) if l_ref is None else l_ref
-        return _weighted(w, self.grad_f(torch.exp(l.double() - ref.double().unsqueeze(0)))).to(l.dtype)
+        return _weighted(w.double(), self.grad_f(torch.exp(l.double() - ref.double().unsqueeze(0))))
 
 
 class ReverseKL(Divergence):
@@ -97,7 +117,7 @@ class ReverseKL(Divergence):
         super().__init__("reverse_kl", lambda u: 1 + torch.log(u), lambda v: torch.exp(v - 1))
 
     def needs_reference(self, weight_sum: float) -> bool:
-        return abs(weight_sum - 1) > WEIGHT_SUM_TOL
+        return not on_simplex(weight_sum)
 
     def log_score(self, l, w, l_ref, wsum):
         score = _weighted(w, l).sum(dim=0)
@@ -126,8 +146,12 @@ class AlphaDivergence(Divergence):
     """
 
     def __init__(self, alpha: float) -> None:
-        if not 0 < alpha < 1:
-            raise ConfigError(f"alpha-divergence needs 0 < alpha < 1, got {alpha}; e.g. 'alpha:0.5'")
+        if not MIN_ALPHA <= alpha < 1:
+            raise ConfigError(
+                f"alpha-divergence needs {MIN_ALPHA:g} <= alpha < 1, got {alpha!r}; e.g. 'alpha:0.5'. "
+                "Smaller alphas cannot be computed meaningfully (the score divides by alpha; alpha -> 0 is "
+                "reverse_kl), and numbers that round to 1 in floating point are alpha = 1"
+            )
         self.alpha = alpha
         super().__init__(
             f"alpha:{alpha!r}",  # exact: the name is parsed again (policy sets, servers)
@@ -137,7 +161,7 @@ class AlphaDivergence(Divergence):
         )
 
     def needs_reference(self, weight_sum: float) -> bool:
-        return abs(weight_sum - 1) > WEIGHT_SUM_TOL
+        return not on_simplex(weight_sum)
 
     def log_score(self, l, w, l_ref, wsum):
         a = self.alpha
