@@ -25,8 +25,8 @@ __all__ = [
     "UnknownNameError",
 ]
 
-from .decoding import Generation, TextDelta, TokenDiagnostics  # noqa: E402
+from .decoding import DecodingConfig, Generation, TextDelta, TokenDiagnostics  # noqa: E402
 from .mod import MOD  # noqa: E402
 from .policy import Policy  # noqa: E402
 
-__all__ += ["MOD", "Policy", "Generation", "TextDelta", "TokenDiagnostics"]
+__all__ += ["MOD", "Policy", "DecodingConfig", "Generation", "TextDelta", "TokenDiagnostics"]

@@ -9,55 +9,9 @@ import torch
 
 from .divergences import Divergence, get_divergence, snap_weight_sums
 from .errors import ConfigError, InfeasibleWeightsError, MissingReferenceError
+from .weights import as_weight_tensor, missing_reference_message, reference_needed
 
 Tensor = torch.Tensor
-# Larger weights overflow float64 scores or cancel away their precision (w_i * l_i with l_i up to
-# thousands of nats must stay far below 1e16 to keep fractions of a nat); no recipe needs them.
-MAX_ABS_WEIGHT = 1e6
-
-
-def _has_bool(value) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.dtype == torch.bool
-    if isinstance(value, (list, tuple)):
-        return any(_has_bool(v) for v in value)
-    return isinstance(value, bool)
-
-
-def as_weight_tensor(weights, num_policies: int, *, dtype=torch.float64, device=None) -> Tensor:
-    """Validate weights: [M] or [M, ...] real, finite numbers of magnitude <= MAX_ABS_WEIGHT.
-
-    Returns a new tensor (never normalised)."""
-    if _has_bool(weights) or isinstance(weights, (str, bytes)):
-        raise ConfigError(f"weights must be real numbers, got {weights!r}")
-    try:
-        w = torch.as_tensor(weights, dtype=torch.float64).to(device=device)
-    except (TypeError, ValueError, RuntimeError):
-        raise ConfigError(f"weights must be real numbers, got {weights!r}") from None
-    if w.dim() == 0 or w.shape[0] != num_policies:
-        got = 1 if w.dim() == 0 else w.shape[0]
-        raise ConfigError(
-            f"got {got} weight(s) for {num_policies} policies; give one weight per policy, e.g. "
-            f"{','.join(['0.5'] * num_policies) if num_policies else '...'}"
-        )
-    if not torch.isfinite(w).all():
-        raise ConfigError(f"weights must be finite numbers, got {weights!r}")
-    too_big = w.abs() > MAX_ABS_WEIGHT
-    if too_big.any():
-        worst = float(w.reshape(-1)[w.abs().reshape(-1).argmax()])
-        raise ConfigError(
-            f"weights must lie between -{MAX_ABS_WEIGHT:g} and {MAX_ABS_WEIGHT:g}, got {worst:g}: larger weights "
-            "overflow the combined score or cancel away its precision; scale them down"
-        )
-    return w.to(dtype)
-
-
-def weight_sum_needs_reference(divergence: Divergence, weights: Tensor) -> bool:
-    """Whether any weight vector in `weights` ([M, ...]) needs the reference under `divergence`."""
-    sums = weights.double().sum(dim=0).reshape(-1).tolist()  # one device sync, not one per row
-    return any(divergence.needs_reference(s) for s in set(sums))
-
-
 def combine_logprobs(
     logprobs: Tensor,
     weights: Sequence[float] | Tensor,
@@ -105,12 +59,9 @@ def combine_logprobs(
                 f"ref_logprobs has shape {tuple(ref_logprobs.shape)}, expected {tuple(l.shape[1:])} (logprobs without M)"
             )
         ref = ref_logprobs.double()
-    elif weight_sum_needs_reference(div, w):
-        raise MissingReferenceError(
-            f"divergence {div.name!r} with weights summing to {describe_weight_sums(wsum)} needs the reference "
-            "policy's log-probabilities (ref_logprobs / reference=...); or use weights that sum to 1"
-            + (" (jsd always needs it)" if div.name == "jsd" else "")
-        )
+    elif reference_needed(div, w):
+        raise MissingReferenceError(missing_reference_message(
+            div, w, "pass the reference policy's log-probabilities as ref_logprobs"))
 
     score = div.log_score(l, w, ref, wsum)
     # Tokens outside the support of any policy that counts (non-zero weight, or the reference) are out.
@@ -134,12 +85,6 @@ def _in_output_dtype(score: Tensor, feasible: Tensor, input_dtype: torch.dtype) 
     info = torch.finfo(dtype)
     clamped = torch.where(feasible, score.clamp(min=info.min, max=info.max), score)
     return clamped.to(dtype)
-
-
-def describe_weight_sums(wsum: Tensor) -> str:
-    """The distinct sums of weight vectors, for error messages ("0.7, 1.4")."""
-    values = sorted({round(float(s), 6) for s in wsum.reshape(-1)})
-    return ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if len(values) > 5 else "")
 
 
 def _infeasible_message(div: Divergence, w: Tensor, rows: Tensor, outside: Tensor) -> str:

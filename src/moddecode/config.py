@@ -10,8 +10,8 @@ Schema (unknown keys are errors, with "did you mean"):
         system_prompt: "..."       # optional
         objective: helpfulness     # optional label shown to users; default = name
     reference: {source: smollm2}   # optional pi_ref (adapter/system_prompt allowed); needed for JSD etc.
-    divergence: reverse_kl         # default divergence
-    defaults: {max_new_tokens: 128, strategy: greedy, weights: [0.4, 0.3, 0.3], ...}
+    divergence: reverse_kl         # default divergence (or `divergence:` under defaults)
+    defaults: {max_new_tokens: 128, strategy: greedy, weights: [0.4, 0.3, 0.3], ...}  # any DecodingConfig field
     device: cpu                    # optional (default: cuda if available)
     dtype: float32                 # optional: float32, bfloat16, float16
     server: {...}                  # read by moddecode.server.config, ignored here
@@ -29,9 +29,9 @@ from typing import Any, Mapping
 import torch
 
 from .bundled import SMOLLM2_ALIAS
-from .combine import as_weight_tensor
 from .decoding import DecodingConfig
 from .divergences import get_divergence
+from .weights import as_weight_tensor
 from .errors import ConfigError
 from .mod import MOD
 from .policy import ModelCache, Policy
@@ -39,7 +39,6 @@ from .policy import ModelCache, Policy
 TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "defaults", "device", "dtype", "server"]
 POLICY_KEYS = ["name", "source", "adapter", "system_prompt", "objective"]
 REFERENCE_KEYS = ["source", "adapter", "system_prompt"]
-DEFAULT_KEYS = ["max_new_tokens", "strategy", "temperature", "top_k", "top_p", "scope", "num_beams", "stop", "weights"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -62,7 +61,7 @@ class PolicySetMeta:
     policies: tuple[PolicySpec, ...]
     reference: PolicySpec | None
     divergence: str  # canonical name, e.g. "reverse_kl" or "alpha:0.5"
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # validated decoding defaults (+ "weights")
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # the decoding defaults as written (+ "weights")
     server: Mapping[str, Any] = field(default_factory=dict)  # raw `server:` section
     path: Path | None = None
 
@@ -71,6 +70,16 @@ class PolicySetMeta:
         """The policy set's `defaults.weights`, else equal weights summing to 1."""
         n = len(self.policies)
         return list(self.defaults.get("weights") or [1.0 / n] * n)
+
+    @property
+    def decoding(self) -> DecodingConfig:
+        """The policy set's decoding defaults (its divergence included) as a config."""
+        return DecodingConfig.from_mapping({**self.decoding_defaults, "divergence": self.divergence})
+
+    @property
+    def decoding_defaults(self) -> dict[str, Any]:
+        """The decoding options the policy set sets explicitly (no weights, no divergence)."""
+        return {k: v for k, v in self.defaults.items() if k not in ("weights", "divergence")}
 
     @property
     def objectives(self) -> list[str]:
@@ -95,13 +104,13 @@ def load_policy_set(path_or_dict: str | Path | Mapping, *,
     check_keys("policy set", raw, TOP_LEVEL_KEYS)
     specs = _policy_specs(raw.get("policies"), base_dir)
     reference = _reference_spec(raw.get("reference"), base_dir)
-    divergence = get_divergence(raw.get("divergence", "reverse_kl")).name
     name = raw.get("name", "mod")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"policy set `name` must be a non-empty string, got {name!r}")
     if name in {s.name for s in specs}:
         raise ConfigError(f"policy set name {name!r} equals a policy name; rename one of them")
     defaults = _defaults(raw.get("defaults") or {}, len(specs))
+    divergence = _divergence(raw.get("divergence"), defaults.get("divergence"))
     server = raw.get("server") or {}
     if not isinstance(server, Mapping):
         raise ConfigError(f"`server` must be a mapping, got {type(server).__name__}")
@@ -196,20 +205,26 @@ def _defaults(entry, num_policies: int) -> dict:
     """Validated decoding defaults: the same checks as a request would get."""
     if not isinstance(entry, Mapping):
         raise ConfigError(f"`defaults` must be a mapping, got {entry!r}")
-    check_keys("defaults", entry, DEFAULT_KEYS)
     defaults = dict(entry)
     if "weights" in defaults:
         try:
-            defaults["weights"] = as_weight_tensor(defaults["weights"], num_policies, dtype=torch.float64).tolist()
+            defaults["weights"] = as_weight_tensor(defaults.pop("weights"), num_policies).tolist()
         except ConfigError as exc:
             raise ConfigError(f"defaults.weights: {exc}") from None
-    if isinstance(defaults.get("stop"), str):
-        defaults["stop"] = [defaults["stop"]]
-    decoding = {k: v for k, v in defaults.items() if k != "weights"}
-    if "stop" in decoding:
-        decoding["stop"] = tuple(decoding["stop"] or ())
-    DecodingConfig(**decoding)  # raises ConfigError naming the bad value
+    config = DecodingConfig.from_mapping({k: v for k, v in defaults.items() if k != "weights"}, where="defaults")
+    for key in ("stop", "divergence"):  # as the config normalised them
+        if key in defaults:
+            defaults[key] = list(config.stop) if key == "stop" else config.divergence
     return defaults
+
+
+def _divergence(top_level, in_defaults) -> str:
+    """The policy set's divergence: top-level `divergence` or `defaults.divergence` (not two different ones)."""
+    top = get_divergence(top_level).name if top_level is not None else None
+    if top is not None and in_defaults is not None and top != in_defaults:
+        raise ConfigError(f"the policy set names two divergences ({top!r} at the top, {in_defaults!r} under "
+                          "defaults); keep one")
+    return top or in_defaults or "reverse_kl"
 
 
 def _dtype(value) -> torch.dtype | None:

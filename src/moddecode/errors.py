@@ -14,7 +14,11 @@ class ModDecodeError(Exception):
 
 
 class ConfigError(ModDecodeError, ValueError):
-    """A parameter has a bad value."""
+    """A parameter has a bad value. `param` names it where known (e.g. 'top_p'), for the server's 400s."""
+
+    def __init__(self, message: str = "", *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class UnknownNameError(ConfigError):

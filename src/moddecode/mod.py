@@ -4,25 +4,28 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-import torch
-
-from .beam import beam_search
-from .combine import as_weight_tensor, describe_weight_sums, weight_sum_needs_reference
-from .decoding import DecodingConfig, Generation, Scorer, TextDelta, decode_incremental
-from .divergences import get_divergence
-from .engine import Engine
-from .errors import ConfigError, MissingReferenceError
+from .decoding import STRATEGIES, DecodingConfig, Generation, TextDelta, get_strategy
+from .divergences import Divergence, get_divergence
+from .engines import Engine, get_engine_class
+from .errors import ConfigError
 from .policy import Policy, check_shared_vocabulary
+from .weights import Weighting
+
+REFERENCE_REMEDY = ("pass MOD(..., reference=Policy.load(...)) (CLI: --reference SOURCE; policy set: "
+                    "`reference:`)")
 
 
 class MOD:
     """Multi-objective decoding over `policies` (one per objective), optionally with a reference policy.
 
-    The reference is run only when the divergence and weights need it (reverse KL / alpha with
-    weights off the simplex, JSD, user-defined f). Policies sharing a base model run batched.
+    `divergence` is the default for calls that do not name one (each call may). The reference is run
+    only when the divergence and weights need it (reverse KL / alpha with weights off the simplex, JSD,
+    a user-defined f). `engine` names what runs the models ('transformers': in this process, policies
+    sharing a base batched into one forward per step); `engine_options` are passed to it.
     """
 
-    def __init__(self, policies: Sequence[Policy], *, reference: Policy | None = None, divergence="reverse_kl"):
+    def __init__(self, policies: Sequence[Policy], *, reference: Policy | None = None, divergence="reverse_kl",
+                 engine: str = "transformers", engine_options: dict | None = None):
         policies = list(policies) if not isinstance(policies, Policy) else [policies]
         if not policies:
             raise ConfigError("MOD needs at least one policy")
@@ -33,116 +36,94 @@ class MOD:
                                   "load them with Policy.load(...)")
         self.policies = policies
         self.reference = reference
-        self.divergence = get_divergence(divergence)
-        self.vocab_size = check_shared_vocabulary(everyone)
+        self.defaults = DecodingConfig(divergence=divergence)
+        self.engine: Engine = get_engine_class(engine)(policies, reference, check_shared_vocabulary(everyone),
+                                                       **(engine_options or {}))
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.policies]
 
-    def weight_matrix(self, weights, num_prompts: int) -> torch.Tensor:
-        """[M, B] float64: one weight vector for all prompts, or one per prompt."""
-        m = len(self.policies)
-        w = torch.as_tensor(weights, dtype=torch.float64) if not isinstance(weights, torch.Tensor) else weights.double()
-        if w.dim() == 2:
-            if w.shape[0] != num_prompts:
-                raise ConfigError(f"got {w.shape[0]} weight vectors for {num_prompts} prompts; give one vector "
-                                  "for all prompts or exactly one per prompt")
-            rows = [as_weight_tensor(row, m, dtype=torch.float64) for row in w]
-            return torch.stack(rows, dim=1)
-        return as_weight_tensor(w, m, dtype=torch.float64).unsqueeze(1).expand(m, num_prompts).clone()
+    @property
+    def vocab_size(self) -> int:
+        """Tokens every policy shares (lm_head rows beyond it are padding)."""
+        return self.engine.vocab_size
 
-    def _prepare(self, prompts, weights, config: DecodingConfig, limits: list[int] | None = None):
-        single = isinstance(prompts, str)
-        prompt_list = [prompts] if single else list(prompts)
-        if not prompt_list or any(not isinstance(p, str) for p in prompt_list):
-            raise ConfigError("prompts must be a string or a non-empty list of strings")
-        if limits is not None and (len(limits) != len(prompt_list) or config.strategy == "beam"):
-            raise ConfigError("a list of max_new_tokens needs one limit per prompt (and greedy or sample decoding)")
-        try:
-            w = self.weight_matrix(weights, len(prompt_list))
-        except ConfigError:
-            raise
-        except (TypeError, ValueError, RuntimeError):
-            raise ConfigError(f"weights must be {len(self.policies)} numbers or one such list per prompt, "
-                              f"got {weights!r}") from None
-        uses_reference = weight_sum_needs_reference(self.divergence, w)
-        if uses_reference and self.reference is None:
-            remedy = "" if self.divergence.needs_reference(1.0) else ", or use weights that sum to 1"
-            raise MissingReferenceError(
-                f"divergence {self.divergence.name!r} with weights summing to {describe_weight_sums(w.sum(0))} "
-                "needs a reference policy: "
-                f"pass MOD(..., reference=Policy.load(...)) (CLI: --reference SOURCE; policy set: `reference:`)"
-                f"{remedy}"
-            )
-        members = [*self.policies, *([self.reference] if uses_reference else [])]
-        engine = Engine(members, self.vocab_size)
-        scorer = Scorer(self.divergence, w.to(engine.groups[0][0].device), len(self.policies), uses_reference,
-                        config.scope)
-        eos_ids = set() if config.ignore_eos else set().union(*(p.eos_token_ids() for p in members))
-        return single, prompt_list, engine, scorer, eos_ids
+    @property
+    def divergence(self) -> Divergence:
+        """The default divergence (a call's `divergence` overrides it)."""
+        return get_divergence(self.defaults.divergence)
 
-    @staticmethod
-    def _config(kw) -> tuple[DecodingConfig, list[int] | None]:
-        """DecodingConfig from keyword arguments; max_new_tokens may be a list (one limit per prompt)."""
-        stop = kw.pop("stop", None)
-        if isinstance(stop, str):
-            stop = (stop,)
-        if stop is not None and (not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) for x in stop)):
-            raise ConfigError(f"stop must be a string or a list of strings, got {stop!r}")
-        limits = kw.get("max_new_tokens")
-        if isinstance(limits, (list, tuple)):
-            if not limits:
-                raise ConfigError("max_new_tokens as a list needs one limit per prompt, got an empty list")
-            limits = list(limits)
-            for n in limits:
-                DecodingConfig(max_new_tokens=n)  # validates each
-            kw["max_new_tokens"] = max(limits)
-        else:
-            limits = None
-        try:
-            return DecodingConfig(stop=tuple(stop or ()), **kw), limits
-        except TypeError as exc:
-            raise ConfigError(f"unknown decoding option: {exc}") from None
-
-    def generate(self, prompts: str | Sequence[str], weights, *, strategy: str = "greedy",
-                 max_new_tokens: int | Sequence[int] = 128, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, num_beams: int = 4,
-                 scope: str = "sequence", stop: str | Sequence[str] | None = None,
-                 ignore_eos: bool = False, return_diagnostics: bool = False):
+    def generate(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None, *,
+                 return_diagnostics: bool = False, **overrides):
         """Decode each prompt under its weighting.
 
         prompts: a string (returns one result) or a list (returns a list, one per prompt).
         weights: M numbers for all prompts, or a list of M-number vectors, one per prompt.
+        config:  a DecodingConfig (default: this MOD's defaults); keyword overrides (any DecodingConfig
+                 field, e.g. strategy='sample', max_new_tokens=64, divergence='jsd') apply on top.
+                 max_new_tokens may be a list with one limit per prompt (strategies that allow it).
         Returns strings; with return_diagnostics=True, `Generation` objects carrying per-token
         diagnostics (greedy/sample) or the final f-score (beam).
         """
-        config, limits = self._config(dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature,
-                                           top_k=top_k, top_p=top_p, seed=seed, num_beams=num_beams, scope=scope,
-                                           stop=stop, ignore_eos=ignore_eos))
-        single, prompt_list, engine, scorer, eos_ids = self._prepare(prompts, weights, config, limits)
-        tokenizer = self.policies[0].tokenizer
-        if config.strategy == "beam":
-            results = beam_search(engine, scorer, prompt_list, config, tokenizer, eos_ids)
-        else:
-            results: list[Generation | None] = [None] * len(prompt_list)
-            for _ in decode_incremental(engine, scorer, prompt_list, config, tokenizer, eos_ids, results,
-                                        want_diagnostics=return_diagnostics, limits=limits):
-                pass
+        single = isinstance(prompts, str)
+        results: list[Generation | None] = [None] * (1 if single else len(prompts or []))
+        for delta in self._decode(prompts, weights, config, overrides, diagnostics=return_diagnostics):
+            if delta.result is not None:
+                results[delta.index] = delta.result
         out = results if return_diagnostics else [r.text for r in results]
         return out[0] if single else out
 
-    def stream(self, prompts: str | Sequence[str], weights, **kwargs) -> Iterator[TextDelta]:
-        """Like `generate` (greedy or sample), yielding `TextDelta(index, text)` pieces as they decode.
+    def stream(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None,
+               **overrides) -> Iterator[TextDelta]:
+        """Like `generate`, yielding `TextDelta(index, text)` pieces as they decode (strategies that stream).
 
         Each prompt's last delta carries its finished `Generation` in `.result` (text, token ids,
-        finish_reason). `max_new_tokens` may be a list with one limit per prompt.
+        finish_reason).
         """
-        config, limits = self._config(dict(kwargs))
-        if config.strategy == "beam":
-            raise ConfigError("beam search cannot stream: the best beam is known only at the end; "
-                              "use strategy='greedy' or 'sample', or call generate()")
-        _, prompt_list, engine, scorer, eos_ids = self._prepare(prompts, weights, config, limits)
-        results: list[Generation | None] = [None] * len(prompt_list)
-        yield from decode_incremental(engine, scorer, prompt_list, config, self.policies[0].tokenizer, eos_ids,
-                                      results, limits=limits)
+        config, limits = self._config(config, overrides)
+        strategy = get_strategy(config.strategy)
+        if not strategy.streams:
+            streaming = [s.name for s in STRATEGIES.values() if s.streams]
+            raise ConfigError(f"{strategy.label} cannot stream: {strategy.no_stream_reason}; use strategy "
+                              f"{' or '.join(map(repr, streaming))}, or call generate()", param="stream")
+        return self._decode(prompts, weights, config, {}, limits=limits)
+
+    def _decode(self, prompts, weights, config, overrides, *, diagnostics: bool = False,
+                limits: list[int] | None = None) -> Iterator[TextDelta]:
+        if limits is None:
+            config, limits = self._config(config, overrides)
+        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts) if prompts is not None else []
+        if not prompt_list or any(not isinstance(p, str) for p in prompt_list):
+            raise ConfigError("prompts must be a string or a non-empty list of strings", param="prompts")
+        if limits and len(limits) != len(prompt_list):
+            raise ConfigError(f"got {len(limits)} max_new_tokens limits for {len(prompt_list)} prompts; give one per "
+                              "prompt", param="max_new_tokens")
+        weighting = Weighting.build(weights, num_policies=len(self.policies), num_prompts=len(prompt_list),
+                                    divergence=get_divergence(config.divergence),
+                                    has_reference=self.reference is not None, remedy=REFERENCE_REMEDY)
+        return self.engine.decode(prompt_list, weighting, config,
+                                  limits=limits or [config.max_new_tokens] * len(prompt_list), diagnostics=diagnostics)
+
+    def _config(self, config: DecodingConfig | None, overrides: dict) -> tuple[DecodingConfig, list[int] | None]:
+        """The call's config (this MOD's defaults, then `config`, then overrides) and per-prompt limits."""
+        if config is not None and not isinstance(config, DecodingConfig):
+            raise ConfigError(f"config must be a moddecode.DecodingConfig, got {type(config).__name__}", param="config")
+        limits = overrides.get("max_new_tokens")
+        if isinstance(limits, (list, tuple)):
+            if not limits:
+                raise ConfigError("max_new_tokens as a list needs one limit per prompt, got an empty list",
+                                  param="max_new_tokens")
+            limits = [DecodingConfig(max_new_tokens=n).max_new_tokens for n in limits]  # validates each
+            overrides = {**overrides, "max_new_tokens": max(limits)}
+        else:
+            limits = None
+        base = self.defaults if config is None else config
+        if base.divergence is None:
+            base = base.merged(divergence=self.defaults.divergence)
+        config = base.merged(**overrides)
+        strategy = get_strategy(config.strategy)
+        if limits is not None and not strategy.per_row_limits:
+            raise ConfigError(f"{strategy.label} takes one max_new_tokens for all prompts, not a list",
+                              param="max_new_tokens")
+        return config, limits

@@ -62,5 +62,3 @@ def dera(aligned: Policy, reference: Policy, strength: float) -> Recipe:
         raise ConfigError(f"DeRa strength (beta/beta') must be >= 0, got {strength}")
     return Recipe("dera", MOD([aligned, reference]), (float(strength), 1.0 - float(strength)))
 
-
-RECIPES = {"proxy_tuning": proxy_tuning, "multi_objective_proxy_tuning": multi_objective_proxy_tuning, "dera": dera}

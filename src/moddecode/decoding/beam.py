@@ -13,12 +13,17 @@ import math
 
 import torch
 
-from .decoding import DecodingConfig, Generation, Scorer, decode_until_stop
-from .engine import Engine
+from typing import Iterator
+
+from .outputs import Generation, TextDelta
+from .run import DecodeRun, Strategy
+from .text import decode_until_stop
 
 
-def beam_search(engine: Engine, scorer: Scorer, prompts: list[str], config: DecodingConfig,
-                tokenizer, eos_ids: set[int]) -> list[Generation]:
+def beam_search(run: DecodeRun) -> Iterator[TextDelta]:
+    """Yields one delta per prompt at the end, with the whole text and its Generation (score set)."""
+    engine, scorer, prompts, config = run.rows, run.combiner, run.prompts, run.config
+    tokenizer, eos_ids = run.tokenizer, run.eos_ids
     k = config.num_beams
     logprobs = engine.prefill(prompts)  # [members, N, V], one live beam per prompt to start
     vocab = logprobs.shape[-1]
@@ -68,8 +73,12 @@ def beam_search(engine: Engine, scorer: Scorer, prompts: list[str], config: Deco
         scorer.select(index)
         logprobs = engine.step(chosen)
 
-    results = []
-    for done in completed:
+    for prompt_index, done in enumerate(completed):
         score, ids, reason = max(done, key=lambda item: item[0])
-        results.append(Generation(decode_until_stop(tokenizer, ids, config.stop)[0], ids, reason, score=score))
-    return results
+        text = decode_until_stop(tokenizer, ids, config.stop)[0]
+        yield TextDelta(prompt_index, text, Generation(text, ids, reason, score=score))
+
+
+# all beams of a prompt share one length limit
+BEAM = Strategy("beam", run=beam_search, label="beam search", streams=False, per_row_limits=False,
+                no_stream_reason="the best beam is known only at the end")

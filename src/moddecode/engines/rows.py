@@ -1,4 +1,4 @@
-"""Batched next-token log-probabilities for many policies over many sequences.
+"""Batched next-token log-probabilities for many policies over many sequences (transformers models).
 
 Policies that share one base model form a group and run as ONE forward pass per step: its rows are
 (policy, sequence) pairs, laid out policy-major (row = p * N + n), each row with its own formatted
@@ -8,61 +8,21 @@ entry. Groups with different base models run one forward each.
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import torch
-from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache
 
-from .policy import LoadedModel, Policy
+from ..policy import LoadedModel, Policy
+from .cpu_linear import small_batch_mode
 
 Tensor = torch.Tensor
-
-
-SMALL_BATCH_MAX_ROWS = 8
-
-
-class SmallBatchLinear(TorchFunctionMode):
-    """Compute F.linear on a few input rows as (W @ x^T)^T.
-
-    On CPU, MKL's sgemm runs x @ W^T with 2-8 rows about as slowly as that many separate products,
-    while W @ x^T with the same numbers is as fast as one row (SmolLM2-135M decode step, 2 cores:
-    1 row 41 ms; 3 rows 85 ms plain, 40 ms through this mode). Used only around our CPU forwards of
-    at most SMALL_BATCH_MAX_ROWS rows; $MODDECODE_CPU_SMALL_BATCH=0 turns it off.
-    """
-
-    calls = 0  # linear layers rerouted so far, all instances (tests check it is used)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            flat = x.reshape(-1, x.shape[-1])
-            if flat.shape[0] > SMALL_BATCH_MAX_ROWS:  # e.g. a prefill: the usual kernel is right there
-                return func(*args, **kwargs)
-            SmallBatchLinear.calls += 1
-            out = torch.matmul(weight, flat.T).T
-            if bias is not None:
-                out = out + bias
-            return out.reshape(*x.shape[:-1], weight.shape[0])
-        return func(*args, **kwargs)
-
-
-def small_batch_mode(device: torch.device, rows: int):
-    """SmallBatchLinear where it pays (CPU, 2..SMALL_BATCH_MAX_ROWS rows), else a no-op context."""
-    enabled = os.environ.get("MODDECODE_CPU_SMALL_BATCH") != "0"
-    if enabled and device.type == "cpu" and 1 < rows <= SMALL_BATCH_MAX_ROWS:
-        return SmallBatchLinear()
-    return contextlib.nullcontext()
 
 
 class PolicyGroup:
     """Policies sharing one LoadedModel, decoded together with one KV cache."""
 
-    def __init__(self, base: LoadedModel, policies: list[Policy], vocab_size: int):
+    def __init__(self, base: LoadedModel, policies: list[Policy], vocab_size: int, small_batch: bool):
         self.base = base
+        self.small_batch = small_batch
         self.policies = policies
         self.vocab_size = vocab_size
         self.cache: DynamicCache | None = None
@@ -80,7 +40,7 @@ class PolicyGroup:
         kwargs = {self.base.cache_argument: self.cache}
         if self.base.has_adapters:
             kwargs["adapter_names"] = self.adapter_names
-        with small_batch_mode(self.device, input_ids.shape[0]):
+        with small_batch_mode(self.device, input_ids.shape[0], self.small_batch):
             out = self.base.model(
                 input_ids=input_ids,
                 attention_mask=self.attention_mask,
@@ -132,19 +92,21 @@ class PolicyGroup:
         self.num_sequences = len(index)
 
 
-class Engine:
-    """All members (policies, then the reference if used), grouped by shared base model."""
+class ModelRows:
+    """All members (policies, then the reference if it runs), grouped by shared base model: the
+    `RowForward` of the transformers engine, for one decode call."""
 
-    def __init__(self, members: list[Policy], vocab_size: int):
+    def __init__(self, members: list[Policy], vocab_size: int, small_batch: bool = True):
         self.members = members
         self.vocab_size = vocab_size
         groups: dict[int, list[int]] = {}
         for i, policy in enumerate(members):
             groups.setdefault(id(policy.base), []).append(i)
         self.groups = [
-            (PolicyGroup(members[idx[0]].base, [members[i] for i in idx], vocab_size), idx)
+            (PolicyGroup(members[idx[0]].base, [members[i] for i in idx], vocab_size, small_batch), idx)
             for idx in groups.values()
         ]
+        self.device = self.groups[0][0].device
 
     def _gather(self, parts: list[tuple[Tensor, list[int]]]) -> Tensor:
         first = parts[0][0]
