@@ -170,6 +170,53 @@ def test_register_factory_with_options(registry):
         get_scorer({"type": "scaled", "factr": 2.0})
 
 
+def test_option_errors_name_only_the_bad_options():
+    with pytest.raises(ConfigError) as info:
+        get_scorer({"type": "length", "foo": 1, "name": "words"})
+    assert "does not take option ['foo']; it accepts ['name']" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        get_scorer({"type": "conciseness", "target_wrds": 3, "colour": 1, "name": "short"})
+    assert "does not take options ['colour', 'target_wrds']; it accepts ['name', 'target_words']" in str(info.value)
+
+
+def test_specs_are_checked_without_building_anything(registry, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from moddecode.eval.scorers import check_scorer_spec
+
+    built = []
+
+    class NeedsModel:
+        def __init__(self, model, name: str = "judged"):
+            built.append(model)
+            self.name = name
+
+        def score(self, prompts, responses):
+            return [0.0] * len(responses)
+
+    register_scorer("needs_model", NeedsModel)
+    check_scorer_spec({"type": "needs_model", "model": "anything", "name": "x"})
+    assert built == []
+    with pytest.raises(ConfigError, match=r"scorer 'needs_model' needs \['model'\]"):
+        check_scorer_spec({"type": "needs_model"})
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded to check a spec")
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", no_loading)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_loading)
+    with pytest.raises(ConfigError, match=r"needs \['model'\]"):
+        check_scorer_spec({"type": "hf_reward"})
+    with pytest.raises(ModelLoadError, match="reward model folder .* does not exist"):
+        check_scorer_spec({"type": "hf_reward", "model": str(tmp_path / "missing")})
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="judge model .* is a file"):
+        check_scorer_spec({"type": "llm_judge", "model": str(tmp_path / "weights.bin")})
+    check_scorer_spec({"type": "llm_judge", "model": str(tmp_path), "question": "Is it kind?"})  # a folder passes
+    with pytest.raises(ConfigError, match=r"does not take option \['questoin'\]"):
+        check_scorer_spec({"type": "llm_judge", "model": str(tmp_path), "questoin": "Is it kind?"})
+
+
 def test_callable_returning_wrong_count_is_reported(registry):
     register_scorer("broken", lambda prompts, responses: [1.0])
     with pytest.raises(ConfigError, match="returned 1 scores for 2"):

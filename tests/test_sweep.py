@@ -16,6 +16,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from moddecode.errors import ConfigError, ModDecodeError
 from moddecode.eval.commands import register
 from moddecode.eval.scorers import register_scorer
 from moddecode.eval.store import ResultStore, result_key, weights_key
@@ -248,13 +249,17 @@ BAD_CONFIGS = [
     (dict(batch_size=0), "batch_size"),
     (dict(rs={"merge": "avg"}), "unknown RS merge method"),
     (dict(policies=[{"name": "a"}]), "needs a non-empty string `source`"),
+    (dict(scorers=[{"type": "length", "wrong": 1, "name": "words"}, "conciseness"]),
+     "scorer 'length' does not take option ['wrong']; it accepts ['name']"),
+    (dict(scorers=["length", {"type": "hf_reward"}]), "scorer 'hf_reward' needs ['model']"),
+    (dict(scorers=["length", {"type": "hf_reward", "model": "./no/such/reward"}]), "does not exist"),
 ]
 
 
 @pytest.mark.parametrize("change, message", BAD_CONFIGS)
 def test_config_errors_say_what_and_how(change, message):
     raw = {**prompted("smollm2"), **change}
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ModDecodeError) as info:  # ConfigError, or ModelLoadError for a missing model folder
         load_sweep_config(raw)
     assert message in str(info.value)
 
@@ -338,3 +343,121 @@ def test_cli_sweep_resume_and_errors(tmp_path, base_a, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     result = runner.invoke(app, args + ["--backend", "ray"])
     assert result.exit_code == 2 and "pip install 'moddecode[ray]'" in result.stderr
+
+
+def test_a_bad_sweep_fails_before_writing_or_loading_anything(tmp_path, base_a, monkeypatch):
+    import yaml
+
+    from moddecode.eval import backends
+
+    def no_loading(self, config):
+        raise AssertionError("models were loaded for a config that cannot run")
+
+    monkeypatch.setattr(backends.Worker, "__init__", no_loading)
+    app = typer.Typer()
+    register(app)
+    not_an_adapter = tmp_path / "not_an_adapter"
+    not_an_adapter.mkdir()
+    for change, says in [
+        (dict(scorers=["length", {"type": "conciseness", "target": 5}]), "does not take option ['target']"),
+        (dict(policies=[{"name": "a", "source": str(base_a), "adapter": str(not_an_adapter)},
+                        {"name": "b", "source": str(base_a)}]), "is not a PEFT adapter folder"),
+    ]:
+        config = tmp_path / "sweep.yaml"
+        config.write_text(yaml.safe_dump(prompted(base_a, **change)))
+        out = tmp_path / "run"
+        result = CliRunner().invoke(app, ["sweep", str(config), "--out", str(out), "--no-progress"])
+        assert result.exit_code == 2 and result.stderr.startswith("error: ") and says in result.stderr, result.output
+        assert not out.exists()  # no run.json, no results.sqlite
+    # paths are checked when the sweep runs (a config can be parsed on another machine)
+    for change, says in [
+        (dict(policies=[{"name": "a", "source": str(base_a), "adapter": str(tmp_path / "no_such_adapter")},
+                        {"name": "b", "source": str(base_a)}]), "policies[0]: adapter folder not found"),
+        (dict(reference={"source": str(tmp_path / "no_such_model.gguf")}), "reference: GGUF file not found"),
+        (dict(reference={"source": str(not_an_adapter)}), "reference: " + str(not_an_adapter) + " is not a Hugging"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            run_sweep(load_sweep_config(prompted(base_a, **change)), tmp_path / "run", progress=False)
+        assert says in str(info.value) and not (tmp_path / "run").exists()
+
+
+def lora_sweep(base, folders, **extra) -> dict:
+    return prompted(base, prompts=["hello", "why"], methods=["single"], **extra,
+                    policies=[{"name": n, "source": str(base), "adapter": str(f)} for n, f in zip("ab", folders)])
+
+
+def test_overwriting_an_adapter_in_place_starts_a_new_row_set(tmp_path, base_a, adapters, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("MODDECODE_CACHE", str(tmp_path / "cache"))
+    folders = [shutil.copytree(adapters[i], tmp_path / f"lora{i}") for i in range(2)]
+    config = load_sweep_config(lora_sweep(base_a, folders))
+    first = run_sweep(config, tmp_path / "run", progress=False)
+    assert first.added == first.total == 4
+    weights = folders[0] / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # rewritten, same content: still done
+    same = run_sweep(config, tmp_path / "run", progress=False)
+    assert same.config_hash == first.config_hash and same.already_done == 4 and same.added == 0
+    shutil.copyfile(adapters[2] / "adapter_model.safetensors", weights)  # retrained in place
+    changed = run_sweep(config, tmp_path / "run", progress=False, log=lambda msg: None)
+    assert changed.config_hash != first.config_hash and changed.already_done == 0 and changed.added == 4
+    # the new rows are the new adapter's: equal to a sweep that names adapters[2] from the start
+    fresh = run_sweep(load_sweep_config(lora_sweep(base_a, [adapters[2], folders[1]])), tmp_path / "fresh",
+                      progress=False)
+    assert responses(tmp_path / "run", changed.config_hash) == responses(tmp_path / "fresh", fresh.config_hash)
+    assert len(responses(tmp_path / "run", first.config_hash)) == 4  # the old rows stay, under the old hash
+
+
+def responses(run_dir, config_hash) -> dict:
+    con = sqlite3.connect(run_dir / "results.sqlite")
+    try:
+        rows = con.execute("SELECT prompt_id, method, weights_key, response FROM results WHERE config_hash = ?",
+                           (config_hash,)).fetchall()
+    finally:
+        con.close()
+    return {(p, m, w): r for p, m, w, r in rows}
+
+
+def test_file_fingerprints_follow_content_and_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    from moddecode.eval import local_files
+    from moddecode.eval.local_files import fingerprints
+
+    monkeypatch.setenv("MODDECODE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    (model / "checkpoints").mkdir(parents=True)
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(100))
+    roles = {"policies[0].source": str(model), "reference.source": str(gguf), "policies[1].source": "org/hub-id"}
+    first = fingerprints(roles)
+    assert set(first) == {"policies[0].source", "reference.source"}  # hub ids are not local files
+    assert first["reference.source"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    monkeypatch.setattr(local_files, "bundled_smollm2_gguf", lambda: gguf)  # the alias is its .gguf file
+    assert fingerprints({"p": "smollm2"}) == {"p": first["reference.source"]}
+    # where a folder lives, its training metadata, model card and sub-folders do not matter
+    moved = shutil.copytree(model, tmp_path / "elsewhere" / "model")
+    (moved / "moddecode.json").write_text('{"train_seconds": 3}')
+    (moved / "README.md").write_text("card")
+    (moved / "checkpoints" / "state.bin").write_bytes(b"x")
+    assert fingerprints({"policies[0].source": str(moved)})["policies[0].source"] == first["policies[0].source"]
+    (moved / "config.json").write_text('{"hidden_size": 9}')
+    assert fingerprints({"policies[0].source": str(moved)})["policies[0].source"] != first["policies[0].source"]
+
+    # files older than the racy window are remembered: unchanged size and mtime means no read at all
+    old = time.time() - 60
+    for f in [*model.iterdir(), gguf]:
+        os.utime(f, (old, old))
+    assert fingerprints(roles) == first
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("an unchanged file was hashed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(local_files.hashlib, "file_digest", no_reading)
+        assert fingerprints(roles) == first
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 63)  # new size and mtime: hashed again
+    assert fingerprints(roles)["policies[0].source"] != first["policies[0].source"]

@@ -212,6 +212,31 @@ def _offline() -> bool:
     )
 
 
+def _check_source(source, what: str) -> None:
+    """Reject, without loading anything, a model path that cannot work (a hub id or an object passes)."""
+    if not isinstance(source, (str, Path)):
+        return
+    source = str(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise ModelLoadError(f"{what} {source!r} is a file; pass the folder that holds config.json")
+    looks_like_path = source.startswith((".", "/", "~", "\\")) or source.count("/") > 1 or "\\" in source
+    if looks_like_path:
+        raise ModelLoadError(f"{what} folder {source!r} does not exist; check the path")
+
+
+def _check_model_options(what: str):
+    """A scorer's `check_options`: its model (and tokenizer) paths, checked before anything loads."""
+
+    def check(model=None, tokenizer=None, **_) -> None:
+        _check_source(model, what)
+        _check_source(tokenizer, f"{what} tokenizer")
+
+    return staticmethod(check)
+
+
 def _load_pretrained(loader, source: str, what: str, **kwargs):
     """loader.from_pretrained(source) for a local folder, or a hub id when online; ModelLoadError otherwise."""
     path = Path(source).expanduser()
@@ -220,11 +245,7 @@ def _load_pretrained(loader, source: str, what: str, **kwargs):
             return loader.from_pretrained(str(path), **kwargs)
         except Exception as e:
             raise ModelLoadError(f"could not load the {what} from folder {str(path)!r}: {e}") from e
-    if path.exists():
-        raise ModelLoadError(f"{what} {source!r} is a file; pass the folder that holds config.json")
-    looks_like_path = source.startswith((".", "/", "~", "\\")) or source.count("/") > 1 or "\\" in source
-    if looks_like_path:
-        raise ModelLoadError(f"{what} folder {source!r} does not exist; check the path")
+    _check_source(source, what)
     try:
         return loader.from_pretrained(source, local_files_only=_offline(), **kwargs)
     except Exception as e:
@@ -294,6 +315,8 @@ class HFRewardScorer:
     pad_token_id, it is set to the tokenizer's pad (or eos) token. `max_length` keeps the last
     max_length tokens of a long pair (the end of the response is what the model pools).
     """
+
+    check_options = _check_model_options("reward model")
 
     def __init__(
         self,
@@ -378,6 +401,8 @@ class LLMJudgeScorer:
     left-padded with position ids counted from the first real token, so a batch scores exactly
     like one prompt at a time.
     """
+
+    check_options = _check_model_options("judge model")
 
     def __init__(
         self,
@@ -514,8 +539,8 @@ def available_scorers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_scorer(spec: str | Mapping | Scorer) -> Scorer:
-    """Resolve a scorer from a name, a dict {"type": name, "name": objective, **options}, or a Scorer."""
+def _split_spec(spec: str | Mapping) -> tuple[str, dict]:
+    """(registered type, options) of a name or {"type": name, **options}; raises on an unknown type."""
     if isinstance(spec, str):
         kind, options = spec, {}
     elif isinstance(spec, Mapping):
@@ -523,12 +548,22 @@ def get_scorer(spec: str | Mapping | Scorer) -> Scorer:
             raise ConfigError(f"scorer spec {dict(spec)!r} has no 'type'; e.g. {{'type': 'vader'}}")
         options = {k: v for k, v in spec.items() if k != "type"}
         kind = spec["type"]
-    elif isinstance(spec, Scorer):
-        return spec
     else:
         raise ConfigError(f"a scorer spec is a name, a dict with 'type', or a Scorer; got {type(spec).__name__}")
     if kind not in _REGISTRY:
         raise UnknownNameError("scorer", str(kind), available_scorers())
+    return kind, options
+
+
+def check_scorer_spec(spec: str | Mapping | Scorer) -> None:
+    """Raise ConfigError for what `get_scorer(spec)` would reject by its shape, without building it.
+
+    Cheap (no model loads): the type, the option names (unknown ones, required ones missing), and a
+    factory's own `check_options(**options)` if it has one (e.g. a reward model folder that is missing).
+    """
+    if not isinstance(spec, (str, Mapping)) and isinstance(spec, Scorer):
+        return
+    kind, options = _split_spec(spec)
     how, obj = _REGISTRY[kind]
     if how == "instance":
         rename = options.pop("name", None)
@@ -536,16 +571,35 @@ def get_scorer(spec: str | Mapping | Scorer) -> Scorer:
             raise ConfigError(f"scorer {kind!r} is a registered instance and takes no options; got {sorted(options)}")
         if rename is not None and rename != obj.name:
             raise ConfigError(f"scorer {kind!r} is a registered instance named {obj.name!r}; it cannot be renamed")
-        return obj
+        return
     try:
-        inspect.signature(obj).bind(**options)
-    except TypeError:
-        accepted = [
-            p.name
-            for p in inspect.signature(obj).parameters.values()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        raise ConfigError(f"scorer {kind!r} got options {sorted(options)}; it accepts {accepted}") from None
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature: the factory itself will judge
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [p.name for p in params if p.kind in named]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        unknown = sorted(str(k) for k in options if k not in accepted)
+        if unknown:
+            raise ConfigError(f"scorer {kind!r} does not take {'option' if len(unknown) == 1 else 'options'} "
+                              f"{unknown}; it accepts {accepted}")
+    missing = [p.name for p in params if p.kind in named and p.default is p.empty and p.name not in options]
+    if missing:
+        raise ConfigError(f"scorer {kind!r} needs {missing}, e.g. {{type: {kind}, {missing[0]}: ...}}")
+    check = getattr(obj, "check_options", None)
+    if callable(check):
+        check(**options)
+
+
+def get_scorer(spec: str | Mapping | Scorer) -> Scorer:
+    """Resolve a scorer from a name, a dict {"type": name, "name": objective, **options}, or a Scorer."""
+    if not isinstance(spec, (str, Mapping)) and isinstance(spec, Scorer):
+        return spec
+    check_scorer_spec(spec)
+    kind, options = _split_spec(spec)
+    how, obj = _REGISTRY[kind]
+    if how == "instance":
+        return obj
     scorer = obj(**options)
     if not isinstance(scorer, Scorer):
         raise ConfigError(f"factory for scorer {kind!r} returned {scorer!r}, which has no name/score")

@@ -28,9 +28,11 @@ base, or full models of one architecture; otherwise it is skipped with the reaso
 is each policy alone, stored at its one-hot weighting.
 
 The config hash covers what decides a row's content (policies, reference, divergences, decoding,
-scorers, RS merge, the prompt set), not the grid, the method list or the batch size: growing the
-grid or adding a method reuses every finished row; changing the prompts starts a new row set. With `strategy: sample`, each generate call (batch) is
-seeded with `seed`, so sampled rows depend on how rows were batched.
+scorers, RS merge, the prompt set, and the contents of the local model, .gguf, adapter and scorer-model
+files they name), not the grid, the method list or the batch size: growing the grid or adding a method
+reuses every finished row; changing the prompts, or overwriting an adapter in place, starts a new row
+set. With `strategy: sample`, each generate call (batch) is seeded with `seed`, so sampled rows depend
+on how rows were batched.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from ..divergences import get_divergence
 from ..errors import ConfigError, UnknownNameError
 from ..jsonl import read_jsonl
 from .grids import parse_grid
-from .scorers import available_scorers
+from .local_files import check_policy_set_paths, fingerprints, referenced_paths
+from .scorers import check_scorer_spec
 from .store import ResultStore, result_key, weights_key
 
 TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "divergences", "device", "dtype", "decoding",
@@ -128,7 +131,8 @@ class SweepConfig:
         digest = hashlib.sha256(json.dumps(self.prompts, ensure_ascii=False).encode()).hexdigest()[:16]
         return {**self.hash_basis, "divergences": list(self.divergences), "decoding": self.decoding,
                 "scorers": list(self.scorers), "objectives": list(self.objectives), "rs_merge": self.rs_merge,
-                "prompts_sha256": digest}
+                "prompts_sha256": digest,
+                "files_sha256": fingerprints(referenced_paths(self.policy_set, self.scorers))}
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -242,8 +246,7 @@ def _scorers(entries, num_policies: int) -> tuple[tuple[dict, ...], tuple[str, .
         spec = {"type": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, Mapping) else None
         if spec is None or not isinstance(spec.get("type"), str):
             raise ConfigError(f"scorers[{i}] must be a name or a mapping with `type`, got {entry!r}")
-        if spec["type"] not in available_scorers():
-            raise UnknownNameError("scorer", spec["type"], available_scorers())
+        check_scorer_spec(spec)  # type, option names, model paths: no model loads
         specs.append(spec)
     objectives = [str(s.get("name", s["type"])) for s in specs]
     if len(set(objectives)) != len(objectives):
@@ -494,6 +497,9 @@ def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local
 
     start = time.time()
     runner = make_backend(backend, config, workers=workers, address=ray_address)  # fails early, e.g. no Ray
+    # before anything is written or loaded: the files must be there, and their contents go into the hash
+    check_policy_set_paths(config.policy_set)
+    payload = config.config_hash_payload()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     skipped = {"RS": config.rs_skip_reason} if "rs" in config.methods and config.rs_skip_reason else {}
@@ -502,10 +508,10 @@ def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local
     if config_text is not None:
         (run_dir / CONFIG_COPY).write_text(config_text)
     with ResultStore(run_dir / STORE_FILE) as store:
-        chash = store.put_config(config.config_hash_payload())
+        chash = store.put_config(payload)
         previous = _read_run_file(run_dir)
         if previous and previous.get("config_hash") != chash:
-            log(f"the config changed since the last sweep in {run_dir} (hash {previous.get('config_hash')} -> "
+            log(f"the config or the model files it names changed since the last sweep in {run_dir} (hash {previous.get('config_hash')} -> "
                 f"{chash}); its rows stay in the store, and this run starts its own row set")
         _write_run_file(run_dir, config, chash, skipped, seconds=None)
         plan = plan_jobs(config)
