@@ -5,7 +5,7 @@ Prints ms per generated token, measured in this one run, for
   2. MOD over 3 prompted policies of one base, batched into one forward per step (moddecode),
   3. the same 3 policies run one forward per policy per step (separate model copies, as the paper's code does),
 and the ratios 2/1 and 3/1. Target: 2/1 <= 1.6. A last line shows 2 without the CPU small-batch
-linear (see moddecode.engine.SmallBatchLinear).
+linear (see moddecode.engines.cpu_linear.SmallBatchLinear).
 
     .venv/bin/python scripts/bench_engine.py [--tokens 64] [--repeats 3]
 """
