@@ -164,7 +164,8 @@ def test_rerun_into_another_runs_folder_is_refused_before_loading_and_overwrite_
     from moddecode.cli import app
 
     runner = CliRunner()
-    first = write_pairs(tmp_path / "first.jsonl", [("hello", "hello world", "no"), ("what is a dog", "a dog is good", "sad")])
+    first = write_pairs(tmp_path / "first.jsonl", [("hello", "hello world", "no"),
+                                                   ("what is a dog", "a dog is good", "sad")])
     other = write_pairs(tmp_path / "other.jsonl", [("why", "yes good", "bad bad"), ("what is a cat", "a cat", "no no")])
     out = tmp_path / "adapter"
     common = ["--out", str(out), "--source", str(base_a), "--batch-size", "2", "--save-steps", "2", "--lora-r", "2",
