@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...combine import combine_logprobs
-from ...decoding import sample_tokens
+from ...decoding.sampling import sample_tokens
 from ...divergences import get_divergence
 from ...errors import InfeasibleWeightsError
 from .protocol import Failure, GroupTag

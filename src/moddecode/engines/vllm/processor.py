@@ -25,9 +25,8 @@ import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from .group import GroupState, choose_tokens
-from .protocol import Failure, GroupTag, failure_token
+from .protocol import PROCESSOR_NAME, Failure, GroupTag, failure_token  # noqa: F401 (re-exported)
 
-PROCESSOR_NAME = "moddecode.engines.vllm.processor:ModLogitsProcessor"
 # Groups whose rows all left the batch (finished, aborted, or preempted whole) keep their state this
 # long, so a group preempted together resumes where it was; the oldest are forgotten first.
 MAX_ABSENT_GROUPS = 1024

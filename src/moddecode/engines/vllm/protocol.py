@@ -16,11 +16,13 @@ from __future__ import annotations
 import enum
 from dataclasses import MISSING, asdict, dataclass
 
-from ...combine import as_weight_tensor
 from ...decoding import DecodingConfig
 from ...divergences import get_divergence
+from ...weights import as_weight_tensor
 
 EXTRA_ARGS_KEY = "moddecode"
+# Load the processor by name, so engine-core and worker processes can import it.
+PROCESSOR_NAME = "moddecode.engines.vllm.processor:ModLogitsProcessor"
 
 
 class Failure(enum.IntEnum):

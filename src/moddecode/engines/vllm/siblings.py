@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ...decoding import Generation, TextDelta, TextTracker
+from ...decoding import Generation, TextDelta
+from ...decoding.text import TextTracker
 from ...errors import InfeasibleWeightsError, ModDecodeError
 from .protocol import Failure, read_failure
 
