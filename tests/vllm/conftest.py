@@ -15,7 +15,9 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 # vLLM's CPU worker drops torch to one thread unless told otherwise; the transformers engine that the
 # tests compare against runs in this same process and would crawl.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
+# Not just find_spec: with tests/ on sys.path this very folder is a namespace package named "vllm".
+_spec = importlib.util.find_spec("vllm")
+HAS_VLLM = _spec is not None and _spec.origin is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (bash scripts/setup.sh --vllm)")
 
 
