@@ -13,15 +13,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
+from ..checks import positive_int
 from ..errors import ConfigError, UnknownNameError
 
 Weights = tuple[float, ...]
-
-
-def _positive_int(value, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _as_fraction(x, what: str) -> Fraction:
@@ -45,7 +40,7 @@ def two_objective_grid(n: int = 11) -> list[Weights]:
 
     This is the grid of the paper's two-objective experiments (Figures 1-3).
     """
-    n = _positive_int(n, "n", minimum=2)
+    n = positive_int(n, "n", minimum=2)
     return [_floats((Fraction(i, n - 1), 1 - Fraction(i, n - 1))) for i in range(n)]
 
 
@@ -55,8 +50,8 @@ def simplex_lattice(m: int, steps: int) -> list[Weights]:
     There are C(steps + m - 1, m - 1) of them, in lexicographic order (for m=2 the order of
     `two_objective_grid(steps + 1)`).
     """
-    m = _positive_int(m, "m (number of objectives)")
-    steps = _positive_int(steps, "steps")
+    m = positive_int(m, "m (number of objectives)")
+    steps = positive_int(steps, "steps")
     out = []
     # Stars and bars: choose m-1 bar positions among steps + m - 1 slots.
     for bars in itertools.combinations(range(steps + m - 1), m - 1):
@@ -95,7 +90,7 @@ def negative_line(
     ts = 0..4 gives (1, 0), (2, -1), (3, -2), (4, -3), (5, -4). MOD then optimises
     (1+t) R_positive - t R_negative, i.e. it steers *against* objective `negative`.
     """
-    m = _positive_int(m, "m (number of objectives)", minimum=2)
+    m = positive_int(m, "m (number of objectives)", minimum=2)
     for label, idx in (("positive", positive), ("negative", negative)):
         if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < m:
             raise ConfigError(f"{label} must be an objective index in [0, {m - 1}], got {idx!r}")

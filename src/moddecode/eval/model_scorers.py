@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..checks import positive_int
 from ..errors import ConfigError, ModelLoadError
 from .scorer_base import check_pairs
 
@@ -86,12 +87,6 @@ def _resolve_model(model, tokenizer, auto_model_cls, what: str, device, dtype):
     return model, tok
 
 
-def _positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _pad(seqs: list[list[int]], pad_id: int, side: str, device):
     """Stack token-id lists into input_ids / attention_mask [B, T], padding on `side`."""
     import torch
@@ -144,8 +139,8 @@ class HFRewardScorer:
         from transformers import AutoModelForSequenceClassification
 
         self.name = name
-        self.batch_size = _positive_int(batch_size, "hf_reward: batch_size")
-        self.max_length = None if max_length is None else _positive_int(max_length, "hf_reward: max_length")
+        self.batch_size = positive_int(batch_size, "hf_reward: batch_size")
+        self.max_length = None if max_length is None else positive_int(max_length, "hf_reward: max_length")
         self.model, self.tokenizer = _resolve_model(
             model, tokenizer, AutoModelForSequenceClassification, "reward model", device, dtype
         )
@@ -232,7 +227,7 @@ class LLMJudgeScorer:
         from transformers import AutoModelForCausalLM
 
         self.name = name
-        self.batch_size = _positive_int(batch_size, "llm_judge: batch_size")
+        self.batch_size = positive_int(batch_size, "llm_judge: batch_size")
         self.model, self.tokenizer = _resolve_model(
             model, tokenizer, AutoModelForCausalLM, "judge model", device, dtype
         )
