@@ -8,40 +8,12 @@ where a run was interrupted). Pair files (one per objective) are rebuilt from th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError
-from ..jsonl import read_jsonl
-
-
-@dataclass(frozen=True)
-class PromptItem:
-    id: str
-    prompt: str
-
-
-def read_prompts(path: str | Path) -> list[PromptItem]:
-    """Prompts from JSONL ({"id"?, "prompt"} per line) or plain text (one prompt per line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"prompts file not found: {path}")
-    if path.suffix == ".jsonl":
-        items = []
-        for number, row in read_jsonl(path):
-            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise ConfigError(f"{path}:{number}: each line needs a non-empty string field 'prompt'")
-            items.append(PromptItem(str(row.get("id", number)), row["prompt"]))
-    else:
-        lines = enumerate(path.read_text().splitlines(), 1)
-        items = [PromptItem(str(number), line.strip()) for number, line in lines if line.strip()]
-    if not items:
-        raise ConfigError(f"{path} holds no prompts")
-    ids = [i.id for i in items]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{path}: prompt ids must be unique")
-    return items
+from ..prompts import PromptItem
+from ..prompts import read_prompt_file as read_prompts  # JSONL {"id"?, "prompt"}, CSV or one prompt per line
 
 
 def build_pairs(prompt: PromptItem, responses: Sequence[str], scores: Sequence[float], *, objective: str,
