@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from moddecode.eval.commands import register
 from moddecode.eval.report import summarize, write_report
 from moddecode.eval.store import ResultStore
-from moddecode.eval.sweep import _write_run_file, load_sweep_config, plan_jobs, run_sweep
+from moddecode.eval.sweep import load_sweep_config, plan_jobs, run_sweep, write_run_file
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def synthetic_run(run_dir, mod_bonus: float, complete: bool = True):
         "report": {"reference_point": [-1, -1]}})
     with ResultStore(run_dir / "results.sqlite") as store:
         chash = store.put_config(config.config_hash_payload())
-        _write_run_file(run_dir, config, chash, {}, None)
+        write_run_file(run_dir, config, chash, {}, None)
         rows = []
         for k, job in enumerate(plan_jobs(config)):
             base = [job.weights[0] + 0.1 * (k % 3), job.weights[1]]

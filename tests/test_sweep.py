@@ -16,11 +16,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from moddecode.decoding import DecodingConfig
 from moddecode.errors import ConfigError, ModDecodeError
 from moddecode.eval.commands import register
 from moddecode.eval.scorers import register_scorer
 from moddecode.eval.store import ResultStore, result_key, weights_key
-from moddecode.eval.sweep import load_sweep_config, make_batches, plan_jobs, rs_skip_reason, run_sweep
+from moddecode.baselines import rs_skip_reason
+from moddecode.eval.sweep import load_sweep_config, make_batches, plan_jobs, run_sweep
 from moddecode.mod import MOD
 
 
@@ -187,6 +189,50 @@ def test_several_divergences_are_one_mod_method_each(tmp_path, base_a):
         assert rows[(pid, "MOD:forward_kl", "1.0,0.0")][2] == rows[(pid, "single:a", "1.0,0.0")][2]
 
 
+def test_divergences_are_per_call_settings_of_one_mod(tmp_path, base_a, monkeypatch):
+    from moddecode.config import load_policy_set
+
+    config = load_sweep_config(prompted(base_a, prompts=["hello", "why"], divergences=["reverse_kl", "forward_kl"],
+                                        methods=["mod", "single"]))
+    built, calls = [], []
+    init, generate = MOD.__init__, MOD.generate
+
+    def spy_init(self, policies, **kwargs):
+        built.append(len(policies))
+        init(self, policies, **kwargs)
+
+    def spy_generate(self, prompts, weights, config=None, **overrides):
+        calls.append((len(self.policies), config, overrides))
+        return generate(self, prompts, weights, config, **overrides)
+
+    monkeypatch.setattr(MOD, "__init__", spy_init)
+    monkeypatch.setattr(MOD, "generate", spy_generate)
+    run_sweep(config, tmp_path, progress=False, log=lambda msg: None)
+    assert sorted(built) == [1, 1, 2]  # one MOD over both policies, one per policy alone; none per divergence
+    both = [(c, o) for n, c, o in calls if n == 2]
+    assert {c.divergence for c, _ in both} == {"reverse_kl", "forward_kl"} and not any(o for _, o in both)
+    assert {c.max_new_tokens for _, c, _ in calls} == {5}  # the sweep's decoding section, as a DecodingConfig
+
+    monkeypatch.setattr(MOD, "__init__", init)
+    monkeypatch.setattr(MOD, "generate", generate)
+    rows = stored(tmp_path)
+    mod, _ = load_policy_set(config.policy_set)
+    for name in config.divergences:  # each method's rows are that divergence's decode
+        direct = mod.generate([text for _, text in config.prompts], [0.5, 0.5], max_new_tokens=5, divergence=name)
+        assert [rows[(pid, f"MOD:{name}", "0.5,0.5")][2] for pid, _ in config.prompts] == direct
+
+
+def test_every_decoding_option_but_the_divergence_is_a_sweep_option():
+    values = {"strategy": "beam", "max_new_tokens": 3, "temperature": 0.5, "top_k": 5, "top_p": 0.9, "seed": 1,
+              "num_beams": 2, "scope": "token", "stop": ["\n"], "ignore_eos": True}
+    assert set(values) == set(DecodingConfig.field_names()) - {"divergence"}
+    config = load_sweep_config(prompted("smollm2", decoding=values))
+    assert config.decoding_config == DecodingConfig(**values) and config.decoding == values
+    one_stop = load_sweep_config(prompted("smollm2", decoding={"stop": "END"}))
+    assert one_stop.decoding == {"stop": ["END"]} and one_stop.decoding_config.stop == ("END",)
+    assert load_sweep_config(prompted("smollm2", decoding={"stop": None})).decoding_config.stop == ()
+
+
 def test_rs_on_lora_adapters(tmp_path, base_a, adapters):
     raw = prompted(base_a, prompts=["hello", "what is a cat", "tell me about the sky"],
                    grid=[{"type": "two_objective", "n": 3}, {"type": "negative", "ts": [1]}])
@@ -239,6 +285,9 @@ BAD_CONFIGS = [
     (dict(methods=["mod", "soups"]), "unknown method 'soups'"),
     (dict(decoding={"strategy": "beem"}), "Did you mean 'beam'"),
     (dict(decoding={"max_tokens": 5}), "Did you mean 'max_new_tokens'"),
+    (dict(decoding={"ignore_eos": "yes"}), "decoding: ignore_eos must be true or false"),
+    (dict(decoding={"divergence": "jsd"}), "top level, `divergences: [reverse_kl, jsd]`"),
+    (dict(grid=[[2e6, -2e6 + 1]]), "grid: weights must lie between"),
     (dict(divergence="jsd"), "needs a reference policy"),
     (dict(grid=[[1, 1]]), "needs a reference policy"),
     (dict(divergence="jsd", divergences=["jsd"]), "not both"),
@@ -348,7 +397,7 @@ def test_cli_sweep_resume_and_errors(tmp_path, base_a, monkeypatch):
 def test_a_bad_sweep_fails_before_writing_or_loading_anything(tmp_path, base_a, monkeypatch):
     import yaml
 
-    from moddecode.eval import backends
+    from moddecode.eval.sweep import backends
 
     def no_loading(self, config):
         raise AssertionError("models were loaded for a config that cannot run")

@@ -16,6 +16,7 @@ Weights may be any finite reals (the paper also runs RS with negative weights, T
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,3 +208,43 @@ def merge_lora_adapters(
         model.delete_adapter(name)
     model.eval()
     return model.merge_and_unload() if merge else model
+
+
+# --- when merging means something ---------------------------------------------------------------
+
+_ARCH_KEYS = ("model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size",
+              "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+def rs_skip_reason(specs) -> str | None:
+    """Why parameter merging is meaningless for these policies, or None when RS can run.
+
+    `specs`: objects with `source`, `adapter` and `system_prompt` (e.g. moddecode.config.PolicySpec).
+    """
+    prompts = {s.system_prompt for s in specs}
+    if len(prompts) > 1:
+        return ("RS skipped: the policies differ in their system prompts, and parameter merging cannot merge "
+                "prompts; with shared parameters a soup would just be the base model again. RS needs LoRA "
+                "adapters of one base model or full fine-tuned models of one architecture")
+    adapters = [s.adapter for s in specs]
+    if all(adapters):
+        if len({s.source for s in specs}) > 1:
+            return "RS skipped: the LoRA adapters sit on different base models; RS merges adapters of one base"
+        return None
+    if any(adapters):
+        return "RS skipped: some policies have a LoRA adapter and some do not; give every policy an adapter"
+    if len({s.source for s in specs}) < len(specs):
+        return "RS skipped: two policies load the same model with no adapter, so their parameters are identical"
+    configs = [_local_config(s.source) for s in specs]
+    if all(c is not None for c in configs):
+        for key in _ARCH_KEYS:
+            values = [c.get(key) for c in configs]
+            if any(v != values[0] for v in values[1:]):
+                return (f"RS skipped: the full models differ in architecture ({key}: {values}); "
+                        "RS needs one architecture")
+    return None
+
+
+def _local_config(source: str) -> dict | None:
+    path = Path(source) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..metrics import MeanCI
 from ..store import weights_key
-from ..sweep import SINGLE_PREFIX
+from ..sweep.layout import SINGLE_PREFIX
 from .plots import _wlabel
 from .summary import Summary
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..pareto import pareto_front
-from ..sweep import SINGLE_PREFIX
+from ..sweep.layout import SINGLE_PREFIX
 from .summary import Cell, Summary, Weights
 
 MAX_TRIPLES = 4  # 3-D views drawn for at most this many objective triples

@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ..metrics import MeanCI, WinRate, mean_ci, win_rates
 from ..pareto import hypervolume, pareto_front
 from ..store import ResultStore, weights_key
-from ..sweep import RUN_FILE, SINGLE_PREFIX, STORE_FILE
+from ..sweep.layout import RUN_FILE, SINGLE_PREFIX, STORE_FILE
 
 Weights = tuple[float, ...]
 

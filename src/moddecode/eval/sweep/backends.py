@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 
-from ..errors import ConfigError, ModDecodeError, UnknownNameError
-from .sweep import SINGLE_PREFIX, Batch, SweepConfig
+from ...errors import ConfigError, ModDecodeError, UnknownNameError
+from .config import SweepConfig
+from .layout import SINGLE_PREFIX
+from .plan import Batch
 
 BACKENDS = ["local", "ray"]
 RAY_MISSING = ("--backend ray needs Ray, which is not installed: pip install 'moddecode[ray]' "
@@ -24,23 +26,21 @@ class Worker:
     """Decodes and scores batches of one sweep; policies, scorers and the RS base load once."""
 
     def __init__(self, config: SweepConfig):
-        from ..config import load_policy_set
-        from ..mod import MOD
-        from ..policy import ModelCache
-        from .scorers import get_scorer
+        from ...config import load_policy_set
+        from ...mod import MOD
+        from ...policy import ModelCache
+        from ..scorers import get_scorer
 
         self.config = config
         self.prompts = dict(config.prompts)
-        self.decoding = dict(config.decoding)
+        self.decoding = config.decoding_config  # no divergence: MOD's default (single policies, RS)
         self.cache = ModelCache()
-        base_mod, _ = load_policy_set({**config.policy_set, "divergence": config.divergences[0]}, cache=self.cache)
-        self.policies = base_mod.policies
-        self.decoders: dict[str, MOD] = {
-            name: MOD(self.policies, reference=base_mod.reference, divergence=div)
-            for name, div in config.mod_methods()
-        }
-        for policy in self.policies:  # each policy alone: only its own forward pass runs
-            self.decoders[SINGLE_PREFIX + policy.name] = MOD([policy])
+        self.mod, _ = load_policy_set(config.policy_set, cache=self.cache)
+        self.policies = self.mod.policies
+        # every MOD method decodes with the one MOD above; its divergence is a per-call setting
+        self.mod_configs = {name: self.decoding.merged(divergence=div) for name, div in config.mod_methods()}
+        # each policy alone: only its own forward pass runs
+        self.singles = {SINGLE_PREFIX + policy.name: MOD([policy]) for policy in self.policies}
         self.scorers = [get_scorer(spec) for spec in config.scorers]
         self._rs: tuple[tuple[float, ...], MOD] | None = None  # the last merged model (batches are per weighting)
         self._rs_base = None
@@ -50,12 +50,12 @@ class Worker:
         jobs = batch.jobs
         prompts = [self.prompts[j.prompt_id] for j in jobs]
         if batch.method == "RS":
-            decoder, weights = self._rs_decoder(jobs[0].weights), [1.0]
+            decoder, weights, decoding = self._rs_decoder(jobs[0].weights), [1.0], self.decoding
         elif batch.method.startswith(SINGLE_PREFIX):
-            decoder, weights = self.decoders[batch.method], [1.0]
+            decoder, weights, decoding = self.singles[batch.method], [1.0], self.decoding
         else:  # MOD: one weight vector per row, so many weightings decode in the same forward passes
-            decoder, weights = self.decoders[batch.method], [list(j.weights) for j in jobs]
-        texts = decoder.generate(prompts, weights, **self.decoding)
+            decoder, weights, decoding = self.mod, [list(j.weights) for j in jobs], self.mod_configs[batch.method]
+        texts = decoder.generate(prompts, weights, decoding)
         columns = [scorer.score(prompts, texts) for scorer in self.scorers]
         return [
             {"prompt_id": j.prompt_id, "method": j.method, "weights": j.weights, "response": text,
@@ -65,9 +65,9 @@ class Worker:
 
     def _rs_decoder(self, weights: tuple[float, ...]):
         """Rewarded Soups at `weights`: theta = sum_i w_i theta_i, decoded as a single policy."""
-        from ..baselines.rewarded_soups import merge_full_models, merge_lora_adapters
-        from ..mod import MOD
-        from ..policy import LoadedModel, Policy
+        from ...baselines.rewarded_soups import merge_full_models, merge_lora_adapters
+        from ...mod import MOD
+        from ...policy import LoadedModel, Policy
 
         if self._rs is not None and self._rs[0] == weights:
             return self._rs[1]
@@ -90,7 +90,7 @@ class Worker:
         if self._rs_base is None:
             from transformers import AutoModelForCausalLM
 
-            from ..policy import resolve_source
+            from ...policy import resolve_source
 
             first = self.policies[0]
             folder, _ = resolve_source(self.config.policy_set["policies"][0]["source"])
