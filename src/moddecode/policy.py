@@ -200,12 +200,30 @@ class Policy:
         return [*system, {"role": "user", "content": prompt}]
 
     def encode(self, prompt: str) -> list[int]:
-        """Token ids of the formatted prompt, ending where the response starts."""
+        """Token ids of the formatted prompt, ending where the response starts.
+
+        The prompt's text is taken literally: control-token strings in it (e.g. "<|im_end|>") stay
+        plain text, so a user cannot close their turn and forge a system one.
+        """
         tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return list(tok.apply_chat_template(self.messages(prompt), add_generation_prompt=True, return_dict=False))
-        text = prompt if self.system_prompt is None else f"{self.system_prompt}\n\n{prompt}"
-        return tok(text, add_special_tokens=True)["input_ids"]
+        if not getattr(tok, "chat_template", None):
+            text = prompt if self.system_prompt is None else f"{self.system_prompt}\n\n{prompt}"
+            return tok(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
+        ids = list(tok.apply_chat_template(self.messages(prompt), add_generation_prompt=True, return_dict=False))
+        literal = tok(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        if tok(prompt, add_special_tokens=False)["input_ids"] == literal:
+            return ids  # no control tokens in the prompt: the template's own tokenization, unchanged
+        # The template tokenizes its whole text with control tokens recognised: render it around a
+        # placeholder instead, and put the prompt's literal tokens in the placeholder's place.
+        placeholder = "\ue000moddecode-prompt\ue000"  # private-use characters: no template alters them
+        rendered = tok.apply_chat_template(self.messages(placeholder), add_generation_prompt=True, tokenize=False)
+        if rendered.count(placeholder) != 1:
+            raise ConfigError(f"policy {self.name!r}: its chat template does not show the user message exactly "
+                              "once, so a prompt containing control tokens cannot be encoded safely; remove "
+                              "them from the prompt")
+        before, after = rendered.split(placeholder)
+        return [*tok(before, add_special_tokens=False)["input_ids"], *literal,
+                *tok(after, add_special_tokens=False)["input_ids"]]
 
     def eos_token_ids(self) -> set[int]:
         ids = set()

@@ -7,13 +7,20 @@
     GET  /  or /playground      the playground page
 
 Requests are validated by `RequestPlanner`, queued in the `Batcher` (which decodes concurrent requests
-together) and answered as JSON or as server-sent events ending with `data: [DONE]`.
+together) and answered as JSON or as server-sent events ending with `data: [DONE]`. A client that
+hangs up, streaming or not, has its rows dropped from the batch.
+
+`model` is the policy-set id (with `weights`, or the set's default weights) or one policy's name,
+which means that policy alone; `weights` beside a policy name are a 400.
+
+Only Host names the server knows are answered (localhost, IP addresses, `allowed_hosts`): a 421
+otherwise, against DNS rebinding. With `api_key`, every route but /health and the playground page
+needs `Authorization: Bearer <key>`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from contextlib import asynccontextmanager
@@ -32,6 +39,7 @@ from . import schemas
 from .batcher import Batcher, DivergenceVariants, Event, Job, QueueFullError
 from .config import ServerSettings
 from .errors import ApiError, from_library, from_validation
+from .middleware import BodyLimit, TrustedHosts, bearer_auth
 from .planner import Plan, RequestPlanner
 
 STATIC_FILES = {"playground.html": "text/html", "playground.js": "text/javascript", "playground.css": "text/css"}
@@ -42,14 +50,18 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_lar
 def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | None = None,
                max_body_bytes: int = _DEFAULTS.max_body_bytes, max_queue: int = _DEFAULTS.max_queue,
                max_tokens_limit: int = _DEFAULTS.max_tokens_limit, max_batch_size: int = _DEFAULTS.max_batch_size,
-               batch_window_ms: float = _DEFAULTS.batch_window_ms) -> FastAPI:
+               batch_window_ms: float = _DEFAULTS.batch_window_ms,
+               allowed_hosts: list[str] | tuple[str, ...] = _DEFAULTS.allowed_hosts) -> FastAPI:
     """An app serving `mod`. `meta` names the set and objectives (default: derived from `mod`).
 
+    `allowed_hosts`: Host names to answer besides localhost and IP addresses ("*.example.com", "*": any).
     The app's state holds `batcher` (with batch statistics), `planner`, `mod` and `meta`.
     """
-    ServerSettings(max_body_bytes, max_queue, max_tokens_limit, max_batch_size, batch_window_ms)  # validate
+    settings = ServerSettings(max_body_bytes=max_body_bytes, max_queue=max_queue, max_tokens_limit=max_tokens_limit,
+                              max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
+                              allowed_hosts=allowed_hosts)  # validates
     meta = meta or PolicySetMeta.from_mod(mod)
-    planner = RequestPlanner(mod, meta, max_tokens_limit=max_tokens_limit)
+    planner = RequestPlanner(mod, meta, max_tokens_limit=max_tokens_limit, max_prompts=max_queue)
     batcher = Batcher(DivergenceVariants(mod), max_batch=max_batch_size, max_queue=max_queue,
                       window_s=batch_window_ms / 1000)
 
@@ -63,8 +75,9 @@ def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | No
     app = FastAPI(title="moddecode", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.mod, app.state.meta, app.state.planner, app.state.batcher = mod, meta, planner, batcher
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)  # added last: runs first
     _install_error_handlers(app)
-    auth = [Depends(_bearer_auth(api_key))]
+    auth = [Depends(bearer_auth(api_key))]
     created = int(time.time())
     static = {name: resources.files(__package__).joinpath(name).read_text() for name in STATIC_FILES}
 
@@ -95,14 +108,14 @@ def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | No
         raise ApiError(404, f"model {model_id!r} does not exist", param="model", code="model_not_found")
 
     @app.post("/v1/chat/completions", dependencies=auth)
-    async def chat_completions(req: schemas.ChatCompletionRequest):
+    async def chat_completions(req: schemas.ChatCompletionRequest, request: Request):
         plan = planner.plan(req, [planner.chat_prompt(req)], prompt_param="messages")
-        return await _respond(batcher, plan, "chat", req)
+        return await _respond(request, batcher, plan, "chat", req)
 
     @app.post("/v1/completions", dependencies=auth)
-    async def completions(req: schemas.CompletionRequest):
+    async def completions(req: schemas.CompletionRequest, request: Request):
         plan = planner.plan(req, req.prompts, prompt_param="prompt")
-        return await _respond(batcher, plan, "text", req)
+        return await _respond(request, batcher, plan, "text", req)
 
     return app
 
@@ -126,7 +139,11 @@ def _model_cards(planner: RequestPlanner, meta: PolicySetMeta, created: int, max
 
 # ----- decoding a planned request -----
 
-async def _respond(batcher: Batcher, plan: Plan, kind: str, req: schemas.GenerationRequest):
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _respond(request: Request, batcher: Batcher, plan: Plan, kind: str, req: schemas.GenerationRequest):
     sink: asyncio.Queue[Event] = asyncio.Queue()
     jobs = [Job(i, prompt, plan.weights, n, plan.settings, sink)
             for i, (prompt, n) in enumerate(zip(plan.prompts, plan.max_tokens, strict=True))]
@@ -134,13 +151,16 @@ async def _respond(batcher: Batcher, plan: Plan, kind: str, req: schemas.Generat
     try:
         # Wait for the first event before answering, so an error found at the first step (e.g.
         # infeasible weights) is still a proper 4xx rather than an error inside a 200 stream.
-        first = await sink.get()
+        first = await _unless_client_gone(request, sink.get())
         _raise_if_error(first)
-        if req.stream:
+        if req.stream:  # from here on, a hang-up ends the stream and its `finally` cancels the rows
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(_sse(plan, kind, jobs, sink, first, include_usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        results = await _collect(jobs, sink, first)
+        results = await _unless_client_gone(request, _collect(jobs, sink, first))
+    except ClientGone:
+        _cancel(jobs)
+        return Response(status_code=499)  # nobody reads it; the access log shows nginx's "client closed"
     except BaseException:
         _cancel(jobs)
         raise
@@ -150,6 +170,31 @@ async def _respond(batcher: Batcher, plan: Plan, kind: str, req: schemas.Generat
     rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
     build = schemas.chat_completion if kind == "chat" else schemas.text_completion
     return build(rid, plan.model, texts, finish, use, extra)
+
+
+async def _unless_client_gone(request: Request, awaitable):
+    """The result of `awaitable`, or ClientGone as soon as the client disconnects.
+
+    Nothing else notices: without a response to write, a non-streaming handler would wait for rows that
+    nobody reads (and other requests would wait behind them).
+    """
+    work = asyncio.ensure_future(awaitable)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+    if work.done() and not work.cancelled():
+        return work.result()
+    raise ClientGone
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message is `http.disconnect` when the client hangs up.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _collect(jobs: list[Job], sink: asyncio.Queue, event: Event) -> list:
@@ -218,49 +263,7 @@ def _as_api_error(error: Exception) -> ApiError:
     return ApiError(500, f"internal error while decoding: {type(error).__name__}: {error}", code="internal_error")
 
 
-# ----- edges: auth, body size, error shapes -----
-
-def _bearer_auth(api_key: str | None):
-    async def check(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise ApiError(401, "invalid or missing API key: send the header `Authorization: Bearer <key>`",
-                           code="invalid_api_key")
-    return check
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for request bodies over `max_bytes`, declared (Content-Length) or streamed."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._too_large().response()(scope, receive, send)
-        received = 0
-
-        async def counted():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                # An HTTPException passes through FastAPI's body reading unchanged to the error handlers.
-                raise StarletteHTTPException(413, self._too_large().message)
-            return message
-
-        await self.app(scope, counted, send)
-
-    def _too_large(self) -> ApiError:
-        return ApiError(413, f"request body is larger than this server's limit of {self.max_bytes} bytes",
-                        code="request_too_large")
-
+# ----- error shapes -----
 
 def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, lambda _r, exc: exc.response())

@@ -124,7 +124,7 @@ class Batcher:
         self.max_queue = max_queue
         self.window_s = window_s
         self._pending: list[Job] = []
-        self._running = 0
+        self.running: list[Job] = []  # the jobs being decoded now
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="moddecode-decode")
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -161,8 +161,13 @@ class Batcher:
         self._pending.extend(jobs)
         self._wake.set()
 
+    @property
+    def queued(self) -> list[Job]:
+        """The jobs waiting for a batch, oldest first (a copy)."""
+        return list(self._pending)
+
     def stats(self) -> dict:
-        return {"queued": len(self._pending), "running": self._running, "batches": self.num_batches,
+        return {"queued": len(self._pending), "running": len(self.running), "batches": self.num_batches,
                 "rows": self.num_rows, "max_batch_size": max(self.batch_sizes, default=0),
                 "recent_batch_sizes": list(self.batch_sizes)[-20:]}
 
@@ -176,13 +181,13 @@ class Batcher:
             batch = self._take()
             if not batch:
                 continue
-            self._running = len(batch)
+            self.running = batch
             try:
                 await loop.run_in_executor(self._executor, self._decode, batch)
             except Exception:  # never let one batch stop the scheduler
                 log.exception("batch failed")
             finally:
-                self._running = 0
+                self.running = []
 
     def _take(self) -> list[Job]:
         """The oldest job's group (up to max_batch), removed from the queue in arrival order."""

@@ -6,6 +6,7 @@
       max_tokens_limit: 1024    # largest max_tokens a request may ask for
       max_batch_size: 32        # prompts decoded together in one batch
       batch_window_ms: 10       # how long an idle server waits to collect concurrent requests
+      allowed_hosts: [gpu-box.lan]  # Host names answered besides localhost and IP addresses ("*": any)
 """
 
 from __future__ import annotations
@@ -30,10 +31,20 @@ class ServerSettings:
     max_tokens_limit: int = 1024
     max_batch_size: int = 32
     batch_window_ms: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        hosts = self.allowed_hosts
+        if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)) or \
+                not all(isinstance(h, str) and h.strip() and not any(c.isspace() or c in "/:" for c in h.strip())
+                        for h in hosts):
+            raise ConfigError(f"server.allowed_hosts must be a list of host names without ports (e.g. "
+                              f"[gpu-box.lan, '*.example.com']), got {hosts!r}")
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip() for h in hosts))
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "allowed_hosts":
+                continue
             if f.name == "batch_window_ms":
                 ok = isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
             else:

@@ -6,8 +6,10 @@ failures, limits and auth) into status codes, so route code never builds error b
 
 from __future__ import annotations
 
+import json
+
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from ..errors import InfeasibleWeightsError, MissingReferenceError, ModDecodeError, UnknownNameError
 
@@ -18,19 +20,23 @@ TYPE_BY_STATUS = {401: "authentication_error", 404: "not_found_error", 413: "inv
 class ApiError(Exception):
     """An error to send to the client as-is."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
     def body(self) -> dict:
         kind = TYPE_BY_STATUS.get(self.status, "invalid_request_error" if self.status < 500 else "server_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
-    def response(self, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+    def response(self, headers: dict | None = None) -> Response:
+        # ASCII JSON: a message may quote client input that UTF-8 cannot encode (a lone surrogate).
+        return Response(json.dumps(self.body()), status_code=self.status, media_type="application/json",
+                        headers={**self.headers, **(headers or {})})
 
 
 def from_library(exc: ModDecodeError, param: str | None = None) -> ApiError:
@@ -46,6 +52,9 @@ def from_library(exc: ModDecodeError, param: str | None = None) -> ApiError:
 def from_validation(exc: RequestValidationError) -> ApiError:
     """Pydantic/JSON errors as a 400 naming the first bad field, e.g. `messages[0].role`."""
     errors = exc.errors()
+    # A union (e.g. `stop`: a string or a list of them) reports a type mismatch for each branch it is not;
+    # the error from the branch the input did match says what is actually wrong.
+    errors = sorted(errors, key=lambda e: str(e.get("type")).endswith("_type"))
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
     param = _param(first.get("loc", ()))
     kind = first.get("type")
@@ -56,15 +65,26 @@ def from_validation(exc: RequestValidationError) -> ApiError:
         param = None
     elif kind == "missing" and param is None:
         message = "request body is missing; send a JSON object"
+    elif kind == "string_unicode":  # a lone surrogate in a field name: the name itself cannot be read
+        message = "request body has a field name that is not valid Unicode; \\u escapes must come in surrogate pairs"
     else:
         message = first.get("msg", "invalid value").removeprefix("Value error, ")
+        if str(kind).endswith("_type"):  # strict types: say what was sent, e.g. a string for a number
+            message += f", got {_json_type(first.get('input'))}"
         if param:
             message = f"{param}: {message}"
     # A union field (e.g. `stop`) reports one error per branch: count fields, not branches.
-    others = {_param(e.get("loc", ())) for e in errors} - {param}
+    others = {p for p in map(_param, (e.get("loc", ()) for e in errors))
+              if p != param and not (p and param and param.startswith((p + "[", p + ".")))}
     more = f" (and problems with {', '.join(sorted(map(str, others)))})" if others else ""
     code = "extra_forbidden" if kind == "extra_forbidden" else "invalid_value"
     return ApiError(400, message + more, param=param, code=code)
+
+
+def _json_type(value) -> str:
+    kinds = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array",
+             dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _param(loc) -> str | None:

@@ -1,9 +1,11 @@
 """Turn a validated request body into decodable work, or a 4xx naming what to fix.
 
 Everything that can be checked before decoding is checked here, on the event loop and before the
-request is queued, so one bad request never fails a batch it would have shared: the model id, the
-weights (count, finiteness, whether the divergence then needs a reference), the divergence name,
-decoding options, max_tokens against the server limit, and prompt + max_tokens against the context.
+request is queued, so one bad request never fails a batch it would have shared: the number of
+prompts against the queue, the model id (a policy name means that policy alone, so `weights` beside
+it are an error), the weights (count, finiteness, whether the divergence then needs a reference), the
+divergence name, decoding options, max_tokens against the server limit, and prompt + max_tokens
+against the context.
 """
 
 from __future__ import annotations
@@ -67,10 +69,11 @@ class PromptMeter:
 class RequestPlanner:
     """Validates requests against one policy set and server limits."""
 
-    def __init__(self, mod: MOD, meta: PolicySetMeta, *, max_tokens_limit: int):
+    def __init__(self, mod: MOD, meta: PolicySetMeta, *, max_tokens_limit: int, max_prompts: int | None = None):
         self.mod = mod
         self.meta = meta
         self.max_tokens_limit = max_tokens_limit
+        self.max_prompts = max_prompts  # the queue's size: a request with more prompts could never be queued
         self.names = mod.names
         self.meter = PromptMeter([*mod.policies, *([mod.reference] if mod.reference is not None else [])])
 
@@ -86,7 +89,12 @@ class RequestPlanner:
         return req.messages[0].text
 
     def plan(self, req: GenerationRequest, prompts: list[str], prompt_param: str) -> Plan:
-        model, default_weights = self._model(req.model)
+        if self.max_prompts is not None and len(prompts) > self.max_prompts:
+            # A 400, not the queue's retryable 429: retrying can never succeed.
+            raise ApiError(400, f"this request has {len(prompts)} prompts, more than this server ever queues "
+                                f"({self.max_prompts}, server.max_queue); split it into requests of at most "
+                                f"{self.max_prompts} prompts", param=prompt_param, code="too_many_prompts")
+        model, default_weights = self._model(req.model, req.weights is not None)
         weights = self._weights(req.weights if req.weights is not None else default_weights)
         divergence = self._divergence(req.divergence)
         if self.mod.reference is None and divergence.needs_reference(sum(weights)):
@@ -99,9 +107,13 @@ class RequestPlanner:
         max_tokens = [self._max_tokens(req.requested_max_tokens, n, prompt_param) for n in prompt_tokens]
         return Plan(model, prompts, weights, max_tokens, prompt_tokens, settings)
 
-    def _model(self, model: str | None) -> tuple[str, list[float]]:
+    def _model(self, model: str | None, has_weights: bool) -> tuple[str, list[float]]:
         """A policy name means that policy alone (one-hot weights); the set id means the default weights."""
         if model in self.names:
+            if has_weights:  # which one would win is a guess either way: ask the client to say
+                raise ApiError(400, f"model {model!r} is one policy, decoded alone, so it takes no `weights`: "
+                                    f"to combine policies send model {self.meta.name!r} with `weights`, or drop "
+                                    "`weights`", param="weights", code="weights_with_single_policy")
             return model, [1.0 if n == model else 0.0 for n in self.names]
         if model is None or model == self.meta.name:
             return self.meta.name, self.meta.default_weights

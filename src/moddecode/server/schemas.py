@@ -5,6 +5,12 @@ OpenAI fields that clients send by default are accepted when they ask for nothin
 `n`=1, `presence_penalty`/`frequency_penalty`=0, empty `logit_bias`, no logprobs; `user`, `metadata`,
 `store` and `service_tier` are bookkeeping and ignored. Anything else is a 400 that names the field.
 
+Types are strict (`"max_tokens": "2"`, `"weights": ["0.5"]` or `true` as a weight are 400s, not
+coerced), every string must be valid Unicode (no lone surrogates), and prompts must hold some text.
+
+`model` is the policy-set id (decoded with `weights`, default: the set's default weights) or one
+policy's name, which means that policy alone: `weights` beside a policy name are a 400.
+
 MOD's own fields: `weights` (one real number per policy, in policy-set order), `divergence`
 ('reverse_kl', 'forward_kl', 'jsd', 'alpha:<a>'), `strategy` ('greedy', 'sample', 'beam'), `scope`
 ('sequence', 'token'), `top_k`, `num_beams` and `ignore_eos` (as in vLLM: always decode max_tokens).
@@ -16,42 +22,65 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+INT64 = 2**63  # seeds are signed 64-bit, as in OpenAI's API; torch takes seed + prompt index in that range
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _valid_unicode(text: str) -> str:
+    # JSON allows "\ud800" alone, but such a string is not text: tokenizers and UTF-8 encoders fail on it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode (a lone surrogate {text[exc.start]!r} at character "
+                         f"{exc.start}); \\u escapes must come in surrogate pairs") from None
+    return text
 
+
+def _has_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain some text, not only whitespace")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+PromptText = Annotated[Text, AfterValidator(_has_text)]
+
+
+class Body(BaseModel):
+    """A request body or part of one: unknown fields are errors and types are strict (no "2" for 2)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StreamOptions(Body):
     include_usage: bool = False
     include_obfuscation: bool | None = None  # newer clients send it; nothing to obfuscate here
 
 
-class GenerationRequest(BaseModel):
+class GenerationRequest(Body):
     """Fields shared by chat and text completions."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None  # the policy-set id (uses `weights`) or a policy name (one-hot weights)
+    model: Text | None = None  # the policy-set id (uses `weights`) or a policy name (that policy alone, no weights)
     max_tokens: int | None = Field(None, ge=1)
     temperature: FiniteFloat | None = Field(None, ge=0)  # 0 means greedy
     top_p: FiniteFloat | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
     n: int | None = None
     presence_penalty: FiniteFloat | None = None
     frequency_penalty: FiniteFloat | None = None
-    logit_bias: dict[str, float] | None = None
-    user: str | None = None  # ignored
-    metadata: dict[str, str] | None = None  # ignored
+    logit_bias: dict[Text, float] | None = None
+    user: Text | None = None  # ignored
+    metadata: dict[Text, Text] | None = None  # ignored
     store: bool | None = None  # ignored: nothing is stored
-    service_tier: str | None = None  # ignored
+    service_tier: Text | None = None  # ignored
     # MOD
     weights: list[FiniteFloat] | None = None
-    divergence: str | None = None
+    divergence: Text | None = None
     strategy: Literal["greedy", "sample", "beam"] | None = None
     scope: Literal["sequence", "token"] | None = None
     top_k: int | None = Field(None, ge=1)
@@ -85,19 +114,23 @@ class GenerationRequest(BaseModel):
         return self.max_tokens
 
 
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TextPart(Body):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatMessage(Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Text | list[TextPart] | None = Field(None, validate_default=True)
+    name: Text | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _some_text(cls, content):
+        # The message is what the policies answer: an empty one is a client bug, not a prompt.
+        parts = [content] if isinstance(content, str) else [p.text for p in content or []]
+        _has_text("".join(parts))
+        return content
 
     @property
     def text(self) -> str:
@@ -136,9 +169,9 @@ class ChatCompletionRequest(GenerationRequest):
 class CompletionRequest(GenerationRequest):
     """POST /v1/completions. Each prompt is formatted by every policy's own chat template, like a user message."""
 
-    prompt: str | list[str]
+    prompt: PromptText | list[PromptText]
     echo: bool = False
-    suffix: str | None = None
+    suffix: Text | None = None
     best_of: int | None = None
     logprobs: int | None = None
 

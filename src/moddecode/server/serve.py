@@ -11,29 +11,64 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping
 
+from ..errors import ConfigError
 from .app import create_app
 from .config import load_server_config
+from .middleware import is_ip
 
 log = logging.getLogger("moddecode.server")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+API_KEY_ENV = "MODDECODE_API_KEY"
 
 
-def build_app(config: str | Path | Mapping, *, api_key: str | None = None, cache=None):
-    """Load a policy set (YAML path or mapping) with its `server:` settings and create the app."""
+def build_app(config: str | Path | Mapping, *, api_key: str | None = None, cache=None,
+              allowed_hosts: list[str] | tuple[str, ...] = ()):
+    """Load a policy set (YAML path or mapping) with its `server:` settings and create the app.
+
+    `allowed_hosts` add to the set's `server.allowed_hosts`."""
     mod, meta, settings = load_server_config(config, cache=cache)
-    return create_app(mod, meta=meta, api_key=api_key, **asdict(settings))
+    options = asdict(settings)
+    options["allowed_hosts"] = (*settings.allowed_hosts, *allowed_hosts)
+    return create_app(mod, meta=meta, api_key=api_key, **options)
+
+
+def resolve_api_key(api_key: str | None = None, api_key_file: str | Path | None = None) -> str | None:
+    """The API key: given directly, else read from `api_key_file` (surrounding whitespace dropped), else
+    $MODDECODE_API_KEY; None when there is none."""
+    if api_key is not None and api_key_file is not None:
+        raise ConfigError("give the API key once: --api-key or --api-key-file, not both")
+    if api_key_file is not None:
+        path = Path(api_key_file).expanduser()
+        try:
+            api_key = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the API key file {path}: {exc}") from None
+        if not api_key:
+            raise ConfigError(f"the API key file {path} is empty; put the key in it")
+    elif api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    if api_key is not None and (not api_key.strip() or any(c.isspace() for c in api_key)):
+        raise ConfigError("the API key must be non-empty and contain no spaces (clients send it in a header)")
+    return api_key
 
 
 def run_server(config_path: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-               log_level: str = "info") -> None:
-    """Serve the policy set in `config_path` until interrupted. The API key falls back to $MODDECODE_API_KEY."""
+               log_level: str = "info", *, api_key_file: str | Path | None = None,
+               allowed_hosts: list[str] | tuple[str, ...] = ()) -> None:
+    """Serve the policy set in `config_path` until interrupted.
+
+    The API key is `api_key`, else the contents of `api_key_file`, else $MODDECODE_API_KEY. Requests
+    are answered for Host names localhost, IP addresses, `host` and `allowed_hosts` (plus the set's
+    `server.allowed_hosts`).
+    """
     import uvicorn
 
-    api_key = api_key or os.environ.get("MODDECODE_API_KEY") or None
+    api_key = resolve_api_key(api_key, api_key_file)
     if host not in LOOPBACK and api_key is None:
         log.warning("listening on %s without an API key: anyone who can reach this address can use the models; "
-                    "pass --api-key", host)
-    app = build_app(config_path, api_key=api_key)
+                    "set $%s or pass --api-key-file", host, API_KEY_ENV)
+    names = [*allowed_hosts, *([host] if host and not is_ip(host) else [])]  # IP addresses are always allowed
+    app = build_app(config_path, api_key=api_key, allowed_hosts=names)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
