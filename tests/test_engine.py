@@ -92,7 +92,7 @@ def test_same_source_loads_one_model(base_a, cache):
 
 def test_padded_lm_head_is_cut_to_the_tokenizer(policies):
     engine = ModelRows(policies, policies[0].base.vocab_size)
-    logprobs = engine.prefill(["hello"])
+    logprobs = engine.add(["hello"])
     assert logprobs.shape == (5, 1, len(policies[0].tokenizer))
     torch.testing.assert_close(logprobs.exp().sum(-1).cpu(), torch.ones(5, 1))
 

@@ -29,7 +29,7 @@ def trio(base_a, base_b, adapters, cache):
 def first_scores(policies, weights, **mod_kwargs):
     """Combined next-token score after 'hello', and the members' log-probs."""
     mod = MOD(policies, **mod_kwargs)
-    lp = ModelRows(policies, mod.vocab_size).prefill(["hello"])[:, 0].double()
+    lp = ModelRows(policies, mod.vocab_size).add(["hello"])[:, 0].double()
     return lp
 
 

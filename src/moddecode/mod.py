@@ -55,7 +55,7 @@ class MOD:
         return get_divergence(self.defaults.divergence)
 
     def generate(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None, *,
-                 return_diagnostics: bool = False, **overrides):
+                 return_diagnostics: bool = False, logprobs: int | None = None, **overrides):
         """Decode each prompt under its weighting.
 
         prompts: a string (returns one result) or a list (returns a list, one per prompt).
@@ -63,19 +63,22 @@ class MOD:
         config:  a DecodingConfig (default: this MOD's defaults); keyword overrides (any DecodingConfig
                  field, e.g. strategy='sample', max_new_tokens=64, divergence='jsd') apply on top.
                  max_new_tokens may be a list with one limit per prompt (strategies that allow it).
+        logprobs: k >= 0 records each token's log-prob under the combined distribution and the k most
+                 likely tokens (`Generation.logprobs`; greedy/sample).
         Returns strings; with return_diagnostics=True, `Generation` objects carrying per-token
         diagnostics (greedy/sample) or the final f-score (beam).
         """
         single = isinstance(prompts, str)
         results: list[Generation | None] = [None] * (1 if single else len(prompts or []))
-        for delta in self._decode(prompts, weights, config, overrides, diagnostics=return_diagnostics):
+        for delta in self._decode(prompts, weights, config, overrides, diagnostics=return_diagnostics,
+                                  logprobs=logprobs):
             if delta.result is not None:
                 results[delta.index] = delta.result
         out = results if return_diagnostics else [r.text for r in results]
         return out[0] if single else out
 
-    def stream(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None,
-               **overrides) -> Iterator[TextDelta]:
+    def stream(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None, *,
+               logprobs: int | None = None, **overrides) -> Iterator[TextDelta]:
         """Like `generate`, yielding `TextDelta(index, text)` pieces as they decode (strategies that stream).
 
         Each prompt's last delta carries its finished `Generation` in `.result` (text, token ids,
@@ -87,10 +90,10 @@ class MOD:
             streaming = [s.name for s in STRATEGIES.values() if s.streams]
             raise ConfigError(f"{strategy.label} cannot stream: {strategy.no_stream_reason}; use strategy "
                               f"{' or '.join(map(repr, streaming))}, or call generate()", param="stream")
-        return self._decode(prompts, weights, config, {}, limits=limits)
+        return self._decode(prompts, weights, config, {}, limits=limits, logprobs=logprobs)
 
     def _decode(self, prompts, weights, config, overrides, *, diagnostics: bool = False,
-                limits: list[int] | None = None) -> Iterator[TextDelta]:
+                logprobs: int | None = None, limits: list[int] | None = None) -> Iterator[TextDelta]:
         if limits is None:
             config, limits = self._config(config, overrides)
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts) if prompts is not None else []
@@ -102,8 +105,11 @@ class MOD:
         weighting = Weighting.build(weights, num_policies=len(self.policies), num_prompts=len(prompt_list),
                                     divergence=get_divergence(config.divergence),
                                     has_reference=self.reference is not None, remedy=REFERENCE_REMEDY)
-        return self.engine.decode(prompt_list, weighting, config,
-                                  limits=limits or [config.max_new_tokens] * len(prompt_list), diagnostics=diagnostics)
+        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool) or logprobs < 0):
+            raise ConfigError(f"logprobs must be an integer >= 0 (how many likely tokens to list), got {logprobs!r}",
+                              param="logprobs")
+        return self.engine.decode(prompt_list, weighting, config, limits=limits or [config.max_new_tokens] * len(
+            prompt_list), diagnostics=diagnostics, logprobs=logprobs)
 
     def _config(self, config: DecodingConfig | None, overrides: dict) -> tuple[DecodingConfig, list[int] | None]:
         """The call's config (this MOD's defaults, then `config`, then overrides) and per-prompt limits."""

@@ -25,7 +25,7 @@ def beam_search(run: DecodeRun) -> Iterator[TextDelta]:
     engine, scorer, prompts, config = run.rows, run.combiner, run.prompts, run.config
     tokenizer, eos_ids = run.tokenizer, run.eos_ids
     k = config.num_beams
-    logprobs = engine.prefill(prompts)  # [members, N, V], one live beam per prompt to start
+    logprobs = engine.add(prompts, [scorer.uses_reference] * len(prompts))  # [members, N, V], one live beam per prompt to start
     vocab = logprobs.shape[-1]
     owner = list(range(len(prompts)))  # prompt index of each live beam
     beam_ids: list[list[int]] = [[] for _ in prompts]

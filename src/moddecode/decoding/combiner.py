@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..combine import combine_logprobs
+from ..divergences import Divergence
 from ..weights import Weighting
 from .outputs import TokenDiagnostics
 
@@ -14,12 +15,16 @@ Tensor = torch.Tensor
 class Combiner:
     """Turns member log-probs into combined MOD scores for each live sequence."""
 
-    def __init__(self, weighting: Weighting, scope: str, device: torch.device):
-        self.divergence = weighting.divergence
-        self.weights = weighting.matrix.to(device)  # [M, N] float64, one column per live sequence
-        self.num_policies = weighting.matrix.shape[0]
-        self.uses_reference = weighting.uses_reference
+    def __init__(self, divergence: Divergence, weights: Tensor, scope: str, uses_reference: bool):
+        self.divergence = divergence
+        self.weights = weights  # [M, N] float64, one column per live sequence
+        self.num_policies = weights.shape[0]
+        self.uses_reference = uses_reference
         self.scope = scope
+
+    @classmethod
+    def for_weighting(cls, weighting: Weighting, scope: str, device: torch.device) -> "Combiner":
+        return cls(weighting.divergence, weighting.matrix.to(device), scope, weighting.uses_reference)
 
     def scores(self, logprobs: Tensor, cumulative: Tensor) -> Tensor:
         """logprobs [members, N, V] next-token; cumulative [members, N] prefix log-probs -> [N, V]."""

@@ -12,14 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..checks import is_positive_int
 from ..divergences import Divergence, get_divergence
 from ..errors import ConfigError, UnknownNameError
+from .strategies import STRATEGIES
 
 SCOPES = ["sequence", "token"]
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _number(value) -> bool:
@@ -109,8 +107,6 @@ class DecodingConfig:
 
 
 def _check_strategy(value) -> str | None:
-    from .strategies import STRATEGIES  # the registry imports the strategies, which import this module
-
     if value not in STRATEGIES:
         raise UnknownNameError("strategy", str(value), list(STRATEGIES))
     return None
@@ -124,18 +120,18 @@ def _check_scope(value) -> str | None:
 
 _CHECKS = {
     "strategy": _check_strategy,
-    "max_new_tokens": lambda v: None if _positive_int(v) else "must be a positive integer",
+    "max_new_tokens": lambda v: None if is_positive_int(v) else "must be a positive integer",
     "temperature": lambda v: None if _number(v) and v > 0 else
     "must be a finite number > 0 (for deterministic output use strategy='greedy')",
-    "top_k": lambda v: None if v is None or _positive_int(v) else "must be a positive integer or None",
+    "top_k": lambda v: None if v is None or is_positive_int(v) else "must be a positive integer or None",
     "top_p": lambda v: None if v is None or (_number(v) and 0 < v <= 1) else "must be in (0, 1]",
     # a 64-bit signed seed (OpenAI's range); seed + prompt index still fits torch's 64-bit generators
     "seed": lambda v: None if v is None or (isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63)
     else "must be an integer in [-2^63, 2^63)",
-    "num_beams": lambda v: None if _positive_int(v) else "must be a positive integer",
+    "num_beams": lambda v: None if is_positive_int(v) else "must be a positive integer",
     "scope": _check_scope,
     "stop": lambda v: None if isinstance(v, tuple) and all(isinstance(s, str) and s for s in v)
-    else "must be non-empty strings",
+    else "must be a string or a list of strings (none empty)",
     "ignore_eos": lambda v: None if isinstance(v, bool) else "must be true or false",
     "divergence": lambda v: None,  # resolved above
 }

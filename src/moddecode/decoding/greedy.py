@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .incremental import decode_incremental
 from .run import Strategy
 
-GREEDY = Strategy("greedy", run=lambda run: decode_incremental(run, lambda scores, live: scores.argmax(dim=-1)),
-                  label="greedy decoding")
+GREEDY = Strategy("greedy", label="greedy decoding", choose=lambda scores, rows: scores.argmax(dim=-1))

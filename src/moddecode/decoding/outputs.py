@@ -23,6 +23,17 @@ class TokenDiagnostics:
 
 
 @dataclass
+class TokenLogprob:
+    """A decoded token under the combined MOD distribution, log_softmax of the combined scores over the
+    vocabulary (before temperature, top-k or top-p), with the most likely alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top: list[tuple[int, str, float]] = field(default_factory=list)  # (id, text, logprob), best first
+
+
+@dataclass
 class Generation:
     """One prompt's result."""
 
@@ -31,6 +42,7 @@ class Generation:
     finish_reason: str  # "stop" (EOS or stop string) or "length"
     score: float | None = None  # beam search: the final f-score
     diagnostics: list[TokenDiagnostics] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token, when asked for
 
 
 @dataclass
@@ -40,3 +52,4 @@ class TextDelta:
     index: int
     text: str
     result: Generation | None = None  # set once this prompt is finished
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # the tokens decoded since the last delta

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 
 from .combiner import Combiner
-from .config import DecodingConfig
 from .outputs import TextDelta
+
+if TYPE_CHECKING:  # annotations only: the config module validates names against the strategies
+    from .config import DecodingConfig
 
 Tensor = torch.Tensor
 
@@ -20,8 +22,9 @@ class RowForward(Protocol):
 
     device: torch.device
 
-    def prefill(self, prompts: list[str]) -> Tensor:
-        """Start one sequence per prompt; returns next-token log-probs [members, N, V]."""
+    def add(self, prompts: list[str], uses_reference: list[bool]) -> Tensor:
+        """Start one sequence per prompt after the live ones (the reference scores those flagged);
+        returns their next-token log-probs [members, n, V]."""
 
     def step(self, tokens: Tensor) -> Tensor:
         """Append one token per live sequence ([N]); returns next-token log-probs [members, N, V]."""
@@ -35,7 +38,7 @@ class DecodeRun:
     """One decode call: the rows to run, how to score them, and what to decode."""
 
     rows: RowForward
-    combiner: Combiner
+    combiner: Combiner  # one weighting, one divergence and scope for all prompts
     prompts: list[str]
     config: DecodingConfig
     tokenizer: object
@@ -46,17 +49,21 @@ class DecodeRun:
 
 @dataclass(frozen=True)
 class Strategy:
-    """A decoding strategy: how it picks tokens and what it can do.
+    """A decoding strategy: how it picks tokens and what it can do. It gives one of:
 
-    run: yields TextDelta pieces; each prompt's last delta carries its finished Generation.
+    choose(scores [n, V], rows) -> tokens [n]: a token-by-token strategy; its rows run in the shared
+        loop (decoding/loop.py), where they can join and leave a running batch at any step;
+    run(DecodeRun): a strategy with its own loop (beam search), yielding TextDelta pieces, each
+        prompt's last delta carrying its finished Generation.
     streams: text arrives while decoding (beam search knows the best text only at the end).
     no_stream_reason: why not, for the error a caller gets when asking it to stream.
     per_row_limits: honours a different max_new_tokens per prompt.
     """
 
     name: str
-    run: Callable[[DecodeRun], Iterator[TextDelta]]
     label: str  # for messages, e.g. "beam search"
+    choose: Callable[[Tensor, list], Tensor] | None = None
+    run: Callable[[DecodeRun], Iterator[TextDelta]] | None = None
     streams: bool = True
     per_row_limits: bool = True
     no_stream_reason: str = ""

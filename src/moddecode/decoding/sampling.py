@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from .config import DecodingConfig
-from .incremental import decode_incremental
-from .run import DecodeRun, Strategy
+from .run import Strategy
+
+if TYPE_CHECKING:  # annotations only: the config module validates names against the strategies
+    from .config import DecodingConfig
 
 Tensor = torch.Tensor
 
 
-def prompt_generators(config: DecodingConfig, num_prompts: int, device) -> list[torch.Generator]:
-    """One random stream per prompt (seed + prompt index), so a seeded prompt samples the same text
-    whatever else shares its batch. Without a seed each stream is seeded from fresh entropy (torch's
-    global generator is left alone)."""
-    generators = []
-    for index in range(num_prompts):
-        g = torch.Generator(device=device)
-        if config.seed is None:
-            g.seed()
-        else:
-            g.manual_seed(config.seed + index)
-        generators.append(g)
-    return generators
+def row_generator(seed: int | None, index: int, device) -> torch.Generator:
+    """The random stream of prompt `index` of a call: seed + index, so a seeded prompt samples the same
+    text whatever else shares its batch; without a seed, fresh entropy (torch's global generator is
+    left alone)."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed + index)
+    return g
 
 
 def sample_tokens(scores: Tensor, config: DecodingConfig, generators: list[torch.Generator]) -> Tensor:
@@ -47,9 +46,9 @@ def sample_tokens(scores: Tensor, config: DecodingConfig, generators: list[torch
     return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
 
 
-def _sample(run: DecodeRun):
-    generators = prompt_generators(run.config, len(run.prompts), run.rows.device)
-    return decode_incremental(run, lambda scores, live: sample_tokens(scores, run.config, [generators[i] for i in live]))
+def _choose(scores: Tensor, rows: list) -> Tensor:
+    """Each row samples with its own options and random stream (rows of one step may differ in both)."""
+    return torch.cat([sample_tokens(scores[j:j + 1], row.spec.config, [row.generator]) for j, row in enumerate(rows)])
 
 
-SAMPLE = Strategy("sample", run=_sample, label="sampling")
+SAMPLE = Strategy("sample", label="sampling", choose=_choose)

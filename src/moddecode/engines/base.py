@@ -38,7 +38,7 @@ class Engine(ABC):
 
     @abstractmethod
     def decode(self, prompts: list[str], weighting: Weighting, config: DecodingConfig, *,
-               limits: list[int], diagnostics: bool = False) -> Iterator[TextDelta]:
+               limits: list[int], diagnostics: bool = False, logprobs: int | None = None) -> Iterator[TextDelta]:
         """Decode prompt i under weighting column i; yield text deltas, each prompt's last one carrying
         its Generation. `config.divergence` is already resolved (weighting.divergence); `limits` gives
-        each prompt its max_new_tokens."""
+        each prompt its max_new_tokens; `logprobs` = k asks for each token's log-prob and k alternatives."""
