@@ -141,31 +141,26 @@ def generate(
         spec = str(config) if config is not None else policy_set_from_flags(policy, system, adapter, reference,
                                                                              divergence or "reverse_kl")
         mod, meta = load_policy_set(spec)
-        if divergence is not None:
-            from .divergences import get_divergence
-
-            mod.divergence = get_divergence(divergence)
         prompt_list = read_prompts(prompts or [], prompts_file)
         w = parse_weights(weights) if weights else meta.default_weights
-        # the policy set's decoding defaults, overridden by the flags given
-        kwargs = {k: v for k, v in meta.defaults.items() if k != "weights"}
-        flags = dict(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                     top_p=top_p, seed=seed, num_beams=num_beams, scope=scope, stop=stop or None)
-        kwargs.update({k: v for k, v in flags.items() if v is not None})
+        # the policy set's decoding defaults (its divergence included), overridden by the flags given
+        decoding = meta.decoding.merged(strategy=strategy, max_new_tokens=max_new_tokens, temperature=temperature,
+                                        top_k=top_k, top_p=top_p, seed=seed, num_beams=num_beams, scope=scope,
+                                        stop=stop or None, divergence=divergence)
         if stream:
             if as_json:
                 raise ConfigError("--stream and --json do not combine; pick one")
             for i, prompt in enumerate(prompt_list):
                 if len(prompt_list) > 1:
                     typer.echo(f"\n### {prompt}")
-                for delta in mod.stream(prompt, w, **kwargs):
+                for delta in mod.stream(prompt, w, decoding):
                     typer.echo(delta.text, nl=False)
                 typer.echo()
             return
-        results = mod.generate(prompt_list, w, return_diagnostics=True, **kwargs)
+        results = mod.generate(prompt_list, w, decoding, return_diagnostics=True)
         for prompt, result in zip(prompt_list, results):
             if as_json:
-                typer.echo(json.dumps({"prompt": prompt, "weights": w, "divergence": mod.divergence.name,
+                typer.echo(json.dumps({"prompt": prompt, "weights": w, "divergence": decoding.as_mapping()["divergence"],
                                        "policies": mod.names, "text": result.text,
                                        "finish_reason": result.finish_reason, "num_tokens": len(result.token_ids)}))
             elif len(prompt_list) > 1:
