@@ -85,7 +85,7 @@ def test_cancelled_rows_leave_at_once_and_others_are_unaffected(mod):
     loop.step()
     assert [row.spec.key for row in loop.live] in (["kept"], [])
     results, _ = run_loop(loop, {})
-    assert "gone" not in results
+    assert "gone" not in results and results["kept"].token_ids == expected.token_ids
     assert loop.live == [] and all(not g.slots for g in loop.rows.groups)  # no leaked KV rows
 
 

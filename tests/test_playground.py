@@ -136,13 +136,13 @@ def test_side_by_side_runs_each_weighting_together(page, mod, server):
     vectors = [[float(x) for x in v.split(",")] for v in page.eval_on_selector_all(
         "#weightings input", "inputs => inputs.map(i => i.value)")]
     assert vectors == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.3333, 0.3333, 0.3333]]
-    batcher = server.app.state.batcher
-    before = len(batcher.batch_sizes)
+    scheduler = server.app.state.scheduler
+    before = len(scheduler.batch_sizes)
     page.click("#compare-run")
     page.wait_for_function("document.querySelectorAll('#columns .column[data-finish]').length === 4")
     texts = page.eval_on_selector_all("#columns .column pre", "pres => pres.map(p => p.textContent)")
     assert texts == [mod.generate(PROMPT, w, max_new_tokens=8) for w in vectors]
-    assert max(list(batcher.batch_sizes)[before:]) > 1, "the side-by-side requests were not decoded together"
+    assert max(list(scheduler.batch_sizes)[before:]) > 1, "the side-by-side requests were not decoded together"
 
 
 def test_server_errors_are_shown(page):

@@ -21,12 +21,15 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from moddecode import MOD, InfeasibleWeightsError, Policy  # noqa: E402
+import torch  # noqa: E402
+
+from moddecode import MOD, DecodingConfig, InfeasibleWeightsError, Policy  # noqa: E402
 from moddecode.config import load_policy_set  # noqa: E402
 from moddecode.errors import ConfigError  # noqa: E402
 from moddecode.policy import ModelCache  # noqa: E402
 from moddecode.server import BackgroundServer, create_app  # noqa: E402
-from moddecode.server.batcher import Batcher, DecodeSettings, DivergenceVariants, Job  # noqa: E402
+from moddecode.server.scheduler import Job, Scheduler  # noqa: E402
+from gated import GatedMOD  # noqa: E402
 from moddecode.server.serve import build_app  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
@@ -168,8 +171,8 @@ def test_concurrent_requests_are_batched_and_each_equals_its_solo_result(client,
         a, b = 0.05 + 0.8 * i / 31, 0.05 + 0.1 * (i % 4)
         requests.append((PROMPTS[i % len(PROMPTS)], [a, b, 1.0 - a - b + 0.1 * (i % 3)], 4 + i % 9, i % 2 == 0))
     expected = [solo(mod, p, w, max_new_tokens=n).text for p, w, n, _ in requests]  # while the server is idle
-    batcher = server.app.state.batcher
-    before = len(batcher.batch_sizes)
+    scheduler = server.app.state.scheduler
+    before, started = len(scheduler.batch_sizes), scheduler.rows_started
     start = threading.Barrier(len(requests))
 
     def send(request):
@@ -183,9 +186,9 @@ def test_concurrent_requests_are_batched_and_each_equals_its_solo_result(client,
     with ThreadPoolExecutor(len(requests)) as pool:
         got = list(pool.map(send, requests))
     assert got == expected
-    sizes = list(batcher.batch_sizes)[before:]
-    assert sum(sizes) == len(requests)  # every request decoded exactly once
-    assert max(sizes) > 1, f"requests were not batched together: batch sizes {sizes}"
+    sizes = list(scheduler.batch_sizes)[before:]  # rows per decode step
+    assert scheduler.rows_started - started == len(requests)  # every request decoded exactly once
+    assert max(sizes) > 1, f"requests were not batched together: rows per step {sizes}"
 
 
 def test_seeded_sampling_is_reproducible_under_concurrency(client, mod):
@@ -216,7 +219,7 @@ def test_client_disconnect_mid_stream_leaves_the_server_serving(server, client, 
     ({"divergence": "forward_k"}, {}, "divergence", "unknown_name"),
     ({"divergence": "forward_kl", "weights": [-1.0, -1.0, -1.0]}, {}, "weights", "infeasible_weights"),
     ({}, {"max_tokens": 65}, "max_tokens", "max_tokens_too_large"),
-    ({}, {"n": 2}, "n", "invalid_value"),
+    ({}, {"n": 17}, "n", "invalid_value"),
     ({}, {"presence_penalty": 0.5}, "presence_penalty", "invalid_value"),
     ({"strategy": "sample"}, {"temperature": 0}, "temperature", "invalid_value"),
 ])
@@ -241,11 +244,13 @@ def test_nan_weight_is_rejected(server, client, mod):
 
 
 @pytest.mark.parametrize("messages,param", [
-    ([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}], "messages[0].role"),
-    ([{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
-      {"role": "user", "content": "what is a cat"}], "messages[1].role"),
+    ([{"role": "user", "content": "hello"}, {"role": "system", "content": "be brief"},
+      {"role": "user", "content": "again"}], "messages[1].role"),  # system turns come first
+    ([{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}], "messages[1].role"),
+    ([{"role": "user", "content": "hello"}, {"role": "tool", "content": "42"},
+      {"role": "user", "content": "and?"}], "messages[1].role"),
 ])
-def test_chat_takes_exactly_one_user_message(client, messages, param):
+def test_chat_conversations_that_cannot_be_answered_are_rejected(client, messages, param):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="mod", messages=messages, max_tokens=4)
     assert info.value.param == param and info.value.code == "unsupported_messages"
@@ -303,22 +308,9 @@ def test_without_a_reference_jsd_and_off_simplex_weights_are_rejected(policies):
         assert chat(client, [0.5, 0.5, 0.0], max_tokens=4, temperature=0).choices[0].message.content is not None
 
 
-class GatedMOD(MOD):
-    """A MOD whose decoding waits for `gate`: lets a test hold the server busy deterministically."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gate = threading.Event()
-
-    def stream(self, *args, **kwargs):
-        if not self.gate.wait(60):
-            raise TimeoutError("gate never opened")
-        yield from super().stream(*args, **kwargs)
-
-
 def wait_for(server, predicate, timeout=20.0):
     deadline = time.monotonic() + timeout
-    while not predicate(httpx.get(server.url + "/health", timeout=10).json()["batcher"]):
+    while not predicate(httpx.get(server.url + "/health", timeout=10).json()["scheduler"]):
         assert time.monotonic() < deadline, "server never reached the expected state"
         time.sleep(0.02)
 
@@ -343,28 +335,30 @@ def test_full_queue_answers_429_and_then_recovers(policies):
 
 
 def test_a_failing_row_does_not_fail_the_rows_batched_with_it(mod):
-    """Recovery path: one infeasible row in a decode call gets the error; the others are retried alone."""
-    settings = DecodeSettings(divergence="forward_kl")
+    """One infeasible row in a decode step gets the error; the row decoded beside it goes on."""
+    config = DecodingConfig(divergence="forward_kl")
     good = [0.3, 0.3, 0.4]
     expected = solo(mod, PROMPTS[0], good, divergence="forward_kl", max_new_tokens=5).text
 
     async def run():
         sink = asyncio.Queue()
-        jobs = [Job(0, PROMPTS[0], tuple(good), 5, settings, sink),
-                Job(1, PROMPTS[0], (-1.0, -1.0, -1.0), 5, settings, sink)]
-        batcher = Batcher(DivergenceVariants(mod))
-        await asyncio.get_running_loop().run_in_executor(None, batcher._decode, jobs)
-        await asyncio.sleep(0)  # let the worker's hand-offs land
-        events = []
-        while not sink.empty():
-            events.append(sink.get_nowait())
-        return events, batcher
+        scheduler = Scheduler(mod)
+        scheduler.start()
+        jobs = [Job(0, PROMPTS[0], torch.tensor(good, dtype=torch.float64), config, 5, False, sink),
+                Job(1, PROMPTS[0], torch.tensor([-1.0, -1.0, -1.0], dtype=torch.float64), config, 5, False, sink)]
+        scheduler.submit(jobs)
+        events = {}
+        while len(events) < 2:
+            event = await sink.get()
+            if event.result is not None or event.error is not None:
+                events[event.index] = event
+        await scheduler.stop()
+        return events, scheduler
 
-    events, batcher = asyncio.run(run())
-    results = {e.index: e for e in events if e.result is not None or e.error is not None}
-    assert results[0].result.text == expected
-    assert isinstance(results[1].error, InfeasibleWeightsError)
-    assert list(batcher.batch_sizes) == [2, 1, 1]
+    events, scheduler = asyncio.run(run())
+    assert events[0].result.text == expected
+    assert isinstance(events[1].error, InfeasibleWeightsError)
+    assert scheduler.batch_sizes[0] == 2  # both rows were in the first step
 
 
 # ----- policy-set files -----

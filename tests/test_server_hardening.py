@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +26,7 @@ from moddecode.cli import app as cli_app  # noqa: E402
 from moddecode.errors import ConfigError  # noqa: E402
 from moddecode.policy import ModelCache  # noqa: E402
 from moddecode.server import BackgroundServer, ServerSettings, create_app  # noqa: E402
+from gated import GatedMOD  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 USER = [{"role": "user", "content": "tell me about the sky"}]
@@ -61,22 +61,6 @@ def wait_until(predicate, timeout=20.0):
 
 # ----- a client that hangs up has its rows dropped -----
 
-class GatedMOD(MOD):
-    """Decoding waits for `gate` before its first token, and counts the deltas it yields."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gate = threading.Event()
-        self.yielded = 0
-
-    def stream(self, *args, **kwargs):
-        if not self.gate.wait(60):
-            raise TimeoutError("gate never opened")
-        for delta in super().stream(*args, **kwargs):
-            self.yielded += 1
-            yield delta
-
-
 def open_request(server, body: dict) -> socket.socket:
     """Send a chat request on a raw socket and leave it open (closing it is the hang-up)."""
     data = json.dumps(body).encode()
@@ -93,16 +77,16 @@ LONG = {"model": "mod", "messages": USER, "max_tokens": 60, "ignore_eos": True}
 def test_hanging_up_while_decoding_cancels_the_rows(policies, stream):
     gated = GatedMOD(policies)
     with BackgroundServer(create_app(gated, batch_window_ms=0, max_tokens_limit=64)) as srv:
-        batcher = srv.app.state.batcher
+        scheduler = srv.app.state.scheduler
         try:
             sock = open_request(srv, {**LONG, "stream": stream})
-            wait_until(lambda: len(batcher.running) == 1)  # taken by the decoder, held at the gate
-            job = batcher.running[0]
+            wait_until(lambda: len(scheduler.running) == 1)  # taken by the decoder, held at the gate
+            job = scheduler.running[0]
             sock.close()
             wait_until(lambda: job.cancelled)
         finally:
             gated.gate.set()
-        wait_until(lambda: not batcher.running)
+        wait_until(lambda: not scheduler.running)
         assert gated.yielded == 1, "decoding went on for a client that had left"
         assert post(srv, {"messages": USER, "max_tokens": 3}).status_code == 200
 
@@ -112,20 +96,20 @@ def test_hanging_up_while_queued_means_never_decoded(policies, stream):
     gated = GatedMOD(policies)
     with BackgroundServer(create_app(gated, batch_window_ms=0, max_tokens_limit=64)) as srv, \
             ThreadPoolExecutor(1) as pool:
-        batcher = srv.app.state.batcher
+        scheduler = srv.app.state.scheduler
         try:
             first = pool.submit(post, srv, {"messages": USER, "max_tokens": 3})
-            wait_until(lambda: len(batcher.running) == 1)
+            wait_until(lambda: len(scheduler.running) == 1)
             sock = open_request(srv, {**LONG, "stream": stream})
-            wait_until(lambda: len(batcher.queued) == 1)
-            job = batcher.queued[0]
+            wait_until(lambda: len(scheduler.queued) == 1)
+            job = scheduler.queued[0]
             sock.close()
             wait_until(lambda: job.cancelled)
         finally:
             gated.gate.set()
         assert first.result().status_code == 200
-        wait_until(lambda: not batcher.running and not batcher.queued)
-        assert batcher.num_rows == 1, "the queued request of a client that had left was decoded"
+        wait_until(lambda: not scheduler.running and not scheduler.queued)
+        assert scheduler.rows_started == 1, "the queued request of a client that had left was decoded"
 
 
 # ----- values: strict types, valid Unicode, bounded seeds, some text -----
@@ -200,11 +184,11 @@ def test_more_prompts_than_the_queue_holds_is_a_400_that_names_the_limit(server)
     assert len(client.completions.create(model="mod", prompt=["hello"] * 4, max_tokens=2).choices) == 4
 
 
-def test_more_prompts_than_a_batch_holds_are_split_over_batches(policies):
+def test_more_prompts_than_a_batch_holds_wait_for_a_place(policies):
     with BackgroundServer(create_app(MOD(policies), max_batch_size=2, max_queue=8)) as srv:
         response = post(srv, {"prompt": ["hello"] * 5, "max_tokens": 2}, path="/v1/completions")
         assert response.status_code == 200 and len(response.json()["choices"]) == 5
-        assert max(srv.app.state.batcher.batch_sizes) <= 2
+        assert max(srv.app.state.scheduler.batch_sizes) <= 2
 
 
 # ----- a policy name means that policy alone -----

@@ -58,7 +58,9 @@ class MOD:
                  return_diagnostics: bool = False, logprobs: int | None = None, **overrides):
         """Decode each prompt under its weighting.
 
-        prompts: a string (returns one result) or a list (returns a list, one per prompt).
+        prompts: a string (returns one result) or a list (returns a list, one per prompt) of strings or
+                 conversations ([{"role": "system"|"user"|"assistant", "content": ...}, ...] ending with
+                 a user turn; each policy's own system prompt comes first).
         weights: M numbers for all prompts, or a list of M-number vectors, one per prompt.
         config:  a DecodingConfig (default: this MOD's defaults); keyword overrides (any DecodingConfig
                  field, e.g. strategy='sample', max_new_tokens=64, divergence='jsd') apply on top.
@@ -97,8 +99,9 @@ class MOD:
         if limits is None:
             config, limits = self._config(config, overrides)
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts) if prompts is not None else []
-        if not prompt_list or any(not isinstance(p, str) for p in prompt_list):
-            raise ConfigError("prompts must be a string or a non-empty list of strings", param="prompts")
+        if not prompt_list or not all(isinstance(p, str) or _is_conversation(p) for p in prompt_list):
+            raise ConfigError("prompts must be a string or a non-empty list of strings or conversations "
+                              "([{'role': 'user', 'content': ...}, ...], ending with a user turn)", param="prompts")
         if limits and len(limits) != len(prompt_list):
             raise ConfigError(f"got {len(limits)} max_new_tokens limits for {len(prompt_list)} prompts; give one per "
                               "prompt", param="max_new_tokens")
@@ -133,3 +136,10 @@ class MOD:
             raise ConfigError(f"{strategy.label} takes one max_new_tokens for all prompts, not a list",
                               param="max_new_tokens")
         return config, limits
+
+
+def _is_conversation(item) -> bool:
+    """A chat as `Policy.encode` takes it: role/content string pairs, ending with a user turn."""
+    return (isinstance(item, list) and bool(item) and all(
+        isinstance(m, dict) and set(m) == {"role", "content"} and m["role"] in ("system", "user", "assistant")
+        and isinstance(m["content"], str) for m in item) and item[-1]["role"] == "user")

@@ -18,6 +18,8 @@ import torch
 from .bundled import SMOLLM2_ALIAS, bundled_smollm2_gguf, converted_gguf_folder
 from .errors import ConfigError, IncompatiblePoliciesError, ModelLoadError
 
+# A chat: [{"role": "system" | "user" | "assistant", "content": text}, ...], ending with a user turn.
+Conversation = list[dict[str, str]]
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 ADAPTER_METADATA_FILE = "moddecode.json"
 
@@ -195,35 +197,49 @@ class Policy:
         """This policy's PEFT adapter name in a mixed batch ('__base__' for the plain base model)."""
         return self.adapter_name or BASE_ADAPTER
 
-    def messages(self, prompt: str) -> list[dict]:
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
-        return [*system, {"role": "user", "content": prompt}]
+    def messages(self, prompt: str | Conversation) -> Conversation:
+        """The chat messages this policy formats for `prompt` (one user message) or a conversation.
 
-    def encode(self, prompt: str) -> list[int]:
-        """Token ids of the formatted prompt, ending where the response starts.
+        The policy's own system prompt comes first; a conversation's system text follows it in the same
+        system message, after a blank line (one system message suits every chat template)."""
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+        system = [self.system_prompt] if self.system_prompt is not None else []
+        system += [m["content"] for m in turns if m["role"] == "system"]
+        rest = [m for m in turns if m["role"] != "system"]
+        return [*([{"role": "system", "content": "\n\n".join(system)}] if system else []), *rest]
 
-        The prompt's text is taken literally: control-token strings in it (e.g. "<|im_end|>") stay
-        plain text, so a user cannot close their turn and forge a system one.
+    def encode(self, prompt: str | Conversation) -> list[int]:
+        """Token ids of the formatted prompt or conversation, ending where the response starts.
+
+        Message texts are taken literally: control-token strings in them (e.g. "<|im_end|>") stay plain
+        text, so a user cannot close their turn and forge a system one.
         """
         tok = self.tokenizer
+        messages = self.messages(prompt)
         if not getattr(tok, "chat_template", None):
-            text = prompt if self.system_prompt is None else f"{self.system_prompt}\n\n{prompt}"
+            if [m["role"] for m in messages if m["role"] != "system"] != ["user"]:
+                raise ConfigError(f"policy {self.name!r} has no chat template, so it can only answer one user "
+                                  "message, not a conversation with assistant turns")
+            text = "\n\n".join(m["content"] for m in messages)
             return tok(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
-        ids = list(tok.apply_chat_template(self.messages(prompt), add_generation_prompt=True, return_dict=False))
-        literal = tok(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        if tok(prompt, add_special_tokens=False)["input_ids"] == literal:
-            return ids  # no control tokens in the prompt: the template's own tokenization, unchanged
-        # The template tokenizes its whole text with control tokens recognised: render it around a
-        # placeholder instead, and put the prompt's literal tokens in the placeholder's place.
-        placeholder = "\ue000moddecode-prompt\ue000"  # private-use characters: no template alters them
-        rendered = tok.apply_chat_template(self.messages(placeholder), add_generation_prompt=True, tokenize=False)
-        if rendered.count(placeholder) != 1:
-            raise ConfigError(f"policy {self.name!r}: its chat template does not show the user message exactly "
-                              "once, so a prompt containing control tokens cannot be encoded safely; remove "
-                              "them from the prompt")
-        before, after = rendered.split(placeholder)
-        return [*tok(before, add_special_tokens=False)["input_ids"], *literal,
-                *tok(after, add_special_tokens=False)["input_ids"]]
+        contents = [m["content"] for m in messages]
+        literal = [tok(c, add_special_tokens=False, split_special_tokens=True)["input_ids"] for c in contents]
+        if all(tok(c, add_special_tokens=False)["input_ids"] == ids for c, ids in zip(contents, literal)):
+            # no control tokens in any message: the template's own tokenization, unchanged
+            return list(tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
+        # The template tokenizes its whole text with control tokens recognised: render it around
+        # placeholders instead, and put each message's literal tokens in its placeholder's place.
+        holders = [f"\ue000moddecode-{i}\ue000" for i in range(len(messages))]  # private use: no template alters them
+        rest = tok.apply_chat_template([{**m, "content": h} for m, h in zip(messages, holders)],
+                                       add_generation_prompt=True, tokenize=False)
+        ids: list[int] = []
+        for holder, text_ids in zip(holders, literal):
+            if rest.count(holder) != 1:
+                raise ConfigError(f"policy {self.name!r}: its chat template does not show each message exactly "
+                                  "once, so text containing control tokens cannot be encoded safely; remove them")
+            before, rest = rest.split(holder)
+            ids += [*tok(before, add_special_tokens=False)["input_ids"], *text_ids]
+        return ids + tok(rest, add_special_tokens=False)["input_ids"]
 
     def eos_token_ids(self) -> set[int]:
         ids = set()
@@ -234,29 +250,6 @@ class Policy:
             elif isinstance(value, (list, tuple)):
                 ids.update(int(v) for v in value)
         return ids
-
-    @torch.no_grad()
-    def generate_alone(self, prompt: str, max_new_tokens: int = 64) -> list[int]:
-        """This policy's own greedy response token ids via `model.generate` (baseline for checks/benchmarks)."""
-        ids = torch.tensor([self.encode(prompt)], device=self.base.device)
-        with self.adapter_active():
-            padded = self.model.get_output_embeddings().weight.shape[0]
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                      max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                      # lm_head rows past the tokenizer are padding, never real tokens
-                                      suppress_tokens=list(range(self.base.vocab_size, padded)) or None)
-        return out[0, ids.shape[1]:].tolist()
-
-    def adapter_active(self):
-        """Context in which `self.model(...)` computes this policy alone (its adapter, or none)."""
-        import contextlib
-
-        if not self.base.has_adapters:
-            return contextlib.nullcontext()
-        if self.adapter_name is None:
-            return self.model.disable_adapter()
-        self.model.set_adapter(self.adapter_name)
-        return contextlib.nullcontext()
 
     def __repr__(self) -> str:
         parts = [self.base.key.split("|")[0]]

@@ -1,14 +1,14 @@
 """The HTTP app: OpenAI-compatible completions with per-request MOD weights, plus the playground.
 
-    POST /v1/chat/completions   one user message; `weights`, `divergence`, ... in the body
-    POST /v1/completions        a prompt or a list of prompts (one choice each)
+    POST /v1/chat/completions   a conversation; `weights`, `divergence`, ... in the body
+    POST /v1/completions        a prompt or a list of prompts
     GET  /v1/models             the policy set (id, objectives, defaults) and each policy
-    GET  /health                liveness and batching statistics (no API key needed)
+    GET  /health                liveness and scheduling statistics (no API key needed)
     GET  /  or /playground      the playground page
 
-Requests are validated by `RequestPlanner`, queued in the `Batcher` (which decodes concurrent requests
-together) and answered as JSON or as server-sent events ending with `data: [DONE]`. A client that
-hangs up, streaming or not, has its rows dropped from the batch.
+Requests are validated by `RequestPlanner`, their rows join the running batch of the `Scheduler`
+(continuous batching: every request decodes alongside the others from the next step on) and are
+answered as JSON or as server-sent events ending with `data: [DONE]` (see `exchange.py`).
 
 `model` is the policy-set id (with `weights`, or the set's default weights) or one policy's name,
 which means that policy alone; `weights` beside a policy name are a 400.
@@ -20,15 +20,14 @@ needs `Authorization: Bearer <key>`.
 
 from __future__ import annotations
 
-import asyncio
-import json
+import dataclasses
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import PolicySetMeta
@@ -36,54 +35,52 @@ from ..divergences import KNOWN_NAMES
 from ..errors import ModDecodeError
 from ..mod import MOD
 from . import schemas
-from .batcher import Batcher, DivergenceVariants, Event, Job, QueueFullError
 from .config import ServerSettings
 from .errors import ApiError, from_library, from_validation
+from .exchange import respond
 from .middleware import BodyLimit, TrustedHosts, bearer_auth
-from .planner import Plan, RequestPlanner
+from .planner import RequestPlanner
+from .scheduler import QueueFullError, Scheduler
 
 STATIC_FILES = {"playground.html": "text/html", "playground.js": "text/javascript", "playground.css": "text/css"}
-_DEFAULTS = ServerSettings()
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | None = None,
-               max_body_bytes: int = _DEFAULTS.max_body_bytes, max_queue: int = _DEFAULTS.max_queue,
-               max_tokens_limit: int = _DEFAULTS.max_tokens_limit, max_batch_size: int = _DEFAULTS.max_batch_size,
-               batch_window_ms: float = _DEFAULTS.batch_window_ms,
-               allowed_hosts: list[str] | tuple[str, ...] = _DEFAULTS.allowed_hosts) -> FastAPI:
-    """An app serving `mod`. `meta` names the set and objectives (default: derived from `mod`).
+def create_app(mod: MOD, meta: PolicySetMeta | None = None, settings: ServerSettings | None = None, *,
+               api_key: str | None = None, **overrides) -> FastAPI:
+    """An app serving `mod`. `meta` names the set and objectives (default: derived from `mod`);
+    `settings` holds the limits (default: ServerSettings()), and keyword `overrides` replace some of
+    them (e.g. max_tokens_limit=64). With `api_key`, requests need `Authorization: Bearer <key>`.
 
-    `allowed_hosts`: Host names to answer besides localhost and IP addresses ("*.example.com", "*": any).
-    The app's state holds `batcher` (with batch statistics), `planner`, `mod` and `meta`.
+    The app's state holds `scheduler` (with its statistics), `planner`, `mod`, `meta` and `settings`.
     """
-    settings = ServerSettings(max_body_bytes=max_body_bytes, max_queue=max_queue, max_tokens_limit=max_tokens_limit,
-                              max_batch_size=max_batch_size, batch_window_ms=batch_window_ms,
-                              allowed_hosts=allowed_hosts)  # validates
+    settings = dataclasses.replace(settings or ServerSettings(), **overrides)  # validates
     meta = meta or PolicySetMeta.from_mod(mod)
-    planner = RequestPlanner(mod, meta, max_tokens_limit=max_tokens_limit, max_prompts=max_queue)
-    batcher = Batcher(DivergenceVariants(mod), max_batch=max_batch_size, max_queue=max_queue,
-                      window_s=batch_window_ms / 1000)
+    planner = RequestPlanner(mod, meta, max_tokens_limit=settings.max_tokens_limit, max_prompts=settings.max_queue)
+    scheduler = Scheduler(mod, max_batch=settings.max_batch_size, max_queue=settings.max_queue,
+                          window_s=settings.batch_window_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(_app):
-        batcher.start()
+        scheduler.start()
         yield
-        await batcher.stop()
+        await scheduler.stop()
 
     # No /docs: Swagger UI loads from a CDN, and this server must work offline.
     app = FastAPI(title="moddecode", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.mod, app.state.meta, app.state.planner, app.state.batcher = mod, meta, planner, batcher
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.state.mod, app.state.meta, app.state.planner, app.state.scheduler = mod, meta, planner, scheduler
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)  # added last: runs first
     _install_error_handlers(app)
     auth = [Depends(bearer_auth(api_key))]
     created = int(time.time())
     static = {name: resources.files(__package__).joinpath(name).read_text() for name in STATIC_FILES}
+    cards = lambda: _model_cards(planner, meta, created, settings.max_tokens_limit)  # noqa: E731
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "batcher": batcher.stats()}
+        return {"status": "ok", "scheduler": scheduler.stats()}
 
     @app.get("/", include_in_schema=False)
     @app.get("/playground", include_in_schema=False)
@@ -98,24 +95,24 @@ def create_app(mod: MOD, *, meta: PolicySetMeta | None = None, api_key: str | No
 
     @app.get("/v1/models", dependencies=auth)
     async def list_models():
-        return {"object": "list", "data": _model_cards(planner, meta, created, max_tokens_limit)}
+        return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{model_id}", dependencies=auth)
     async def get_model(model_id: str):
-        for card in _model_cards(planner, meta, created, max_tokens_limit):
+        for card in cards():
             if card["id"] == model_id:
                 return card
         raise ApiError(404, f"model {model_id!r} does not exist", param="model", code="model_not_found")
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(req: schemas.ChatCompletionRequest, request: Request):
-        plan = planner.plan(req, [planner.chat_prompt(req)], prompt_param="messages")
-        return await _respond(request, batcher, plan, "chat", req)
+        plan = planner.plan(req, [planner.chat_conversation(req)], prompt_param="messages")
+        return await respond(request, scheduler, plan, "chat", req)
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(req: schemas.CompletionRequest, request: Request):
         plan = planner.plan(req, req.prompts, prompt_param="prompt")
-        return await _respond(request, batcher, plan, "text", req)
+        return await respond(request, scheduler, plan, "text", req)
 
     return app
 
@@ -135,132 +132,6 @@ def _model_cards(planner: RequestPlanner, meta: PolicySetMeta, created: int, max
     }
     return [policy_set, *({**base, "id": n, "objective": o, "parent": meta.name}
                           for n, o in zip(names, meta.objectives, strict=True))]
-
-
-# ----- decoding a planned request -----
-
-class ClientGone(Exception):
-    """The client closed the connection before its answer was ready."""
-
-
-async def _respond(request: Request, batcher: Batcher, plan: Plan, kind: str, req: schemas.GenerationRequest):
-    sink: asyncio.Queue[Event] = asyncio.Queue()
-    jobs = [Job(i, prompt, plan.weights, n, plan.settings, sink)
-            for i, (prompt, n) in enumerate(zip(plan.prompts, plan.max_tokens, strict=True))]
-    batcher.submit(jobs)
-    try:
-        # Wait for the first event before answering, so an error found at the first step (e.g.
-        # infeasible weights) is still a proper 4xx rather than an error inside a 200 stream.
-        first = await _unless_client_gone(request, sink.get())
-        _raise_if_error(first)
-        if req.stream:  # from here on, a hang-up ends the stream and its `finally` cancels the rows
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(_sse(plan, kind, jobs, sink, first, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        results = await _unless_client_gone(request, _collect(jobs, sink, first))
-    except ClientGone:
-        _cancel(jobs)
-        return Response(status_code=499)  # nobody reads it; the access log shows nginx's "client closed"
-    except BaseException:
-        _cancel(jobs)
-        raise
-    extra = {"weights": list(plan.weights), "divergence": plan.settings.divergence}
-    texts, finish = [r.text for r in results], [r.finish_reason for r in results]
-    use = schemas.usage(sum(plan.prompt_tokens), sum(len(r.token_ids) for r in results))
-    rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
-    build = schemas.chat_completion if kind == "chat" else schemas.text_completion
-    return build(rid, plan.model, texts, finish, use, extra)
-
-
-async def _unless_client_gone(request: Request, awaitable):
-    """The result of `awaitable`, or ClientGone as soon as the client disconnects.
-
-    Nothing else notices: without a response to write, a non-streaming handler would wait for rows that
-    nobody reads (and other requests would wait behind them).
-    """
-    work = asyncio.ensure_future(awaitable)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()
-    if work.done() and not work.cancelled():
-        return work.result()
-    raise ClientGone
-
-
-async def _disconnected(request: Request) -> None:
-    # The body has been read, so the next ASGI message is `http.disconnect` when the client hangs up.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _collect(jobs: list[Job], sink: asyncio.Queue, event: Event) -> list:
-    results = [None] * len(jobs)
-    while True:
-        _raise_if_error(event)
-        if event.result is not None:
-            results[event.index] = event.result
-            if all(r is not None for r in results):
-                return results
-        event = await sink.get()
-
-
-async def _sse(plan: Plan, kind: str, jobs: list[Job], sink: asyncio.Queue, event: Event, include_usage: bool):
-    """Server-sent events in OpenAI's chunk format; errors after the first event arrive as an `error` event."""
-    rid = schemas.new_id("chatcmpl" if kind == "chat" else "cmpl")
-
-    def chunk(index: int, text: str | None, finish: str | None, role: bool = False) -> str:
-        if kind == "chat":
-            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-            body = schemas.chat_chunk(rid, plan.model, index, delta, finish)
-        else:
-            body = schemas.text_chunk(rid, plan.model, index, text or "", finish)
-        return f"data: {json.dumps(body)}\n\n"
-
-    try:
-        if kind == "chat":
-            for i in range(len(jobs)):
-                yield chunk(i, None, None, role=True)
-        done, completion_tokens = 0, 0
-        while True:
-            if event.error is not None:
-                yield f"data: {json.dumps(_as_api_error(event.error).body())}\n\n"
-                break
-            if event.text:
-                yield chunk(event.index, event.text, None)
-            if event.result is not None:
-                yield chunk(event.index, None, event.result.finish_reason)
-                done, completion_tokens = done + 1, completion_tokens + len(event.result.token_ids)
-                if done == len(jobs):
-                    if include_usage:
-                        use = schemas.usage(sum(plan.prompt_tokens), completion_tokens)
-                        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-                        yield f"data: {json.dumps(schemas.usage_chunk(rid, plan.model, obj, use))}\n\n"
-                    break
-            event = await sink.get()
-        yield "data: [DONE]\n\n"
-    finally:  # also runs when the client disconnects: stop decoding rows nobody reads
-        _cancel(jobs)
-
-
-def _cancel(jobs: list[Job]) -> None:
-    for job in jobs:
-        if not job.finished:
-            job.cancelled = True
-
-
-def _raise_if_error(event: Event) -> None:
-    if event.error is not None:
-        raise _as_api_error(event.error)
-
-
-def _as_api_error(error: Exception) -> ApiError:
-    if isinstance(error, ModDecodeError):
-        return from_library(error)
-    return ApiError(500, f"internal error while decoding: {type(error).__name__}: {error}", code="internal_error")
 
 
 # ----- error shapes -----

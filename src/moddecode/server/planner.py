@@ -14,33 +14,37 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-import torch
 
-from ..combine import as_weight_tensor
 from ..config import PolicySetMeta
-from ..decoding import DecodingConfig
+from ..decoding import DecodingConfig, get_strategy
 from ..divergences import get_divergence
-from ..errors import ConfigError, ModDecodeError
+from ..errors import MissingReferenceError, ModDecodeError
 from ..mod import MOD
-from ..policy import Policy
-from .batcher import DecodeSettings
+from ..policy import Conversation, Policy
+from ..weights import Weighting
 from .errors import ApiError, from_library
 from .schemas import ChatCompletionRequest, GenerationRequest
 
 DEFAULT_MAX_TOKENS = 256
-DECODING_FIELDS = {f.name for f in dataclasses.fields(DecodingConfig)}
+REFERENCE_REMEDY = "this policy set has none: add `reference:` to it"
 
 
 @dataclass
 class Plan:
-    """What to decode for one request: one row per prompt, all with the same weights and settings."""
+    """What to decode for one request: `choices` rows per prompt, all with the same weights and config."""
 
     model: str
-    prompts: list[str]
-    weights: tuple[float, ...]
-    max_tokens: list[int]
+    prompts: list[str | Conversation]
+    weighting: Weighting  # one column (the request's weights)
+    config: DecodingConfig  # the divergence resolved
+    max_tokens: list[int]  # per prompt
     prompt_tokens: list[int]
-    settings: DecodeSettings
+    choices: int = 1
+    logprobs: int | None = None  # None: none; k: each token's log-prob and k alternatives
+
+    @property
+    def weights(self) -> list[float]:
+        return self.weighting.matrix[:, 0].tolist()
 
 
 class PromptMeter:
@@ -61,7 +65,7 @@ class PromptMeter:
         windows = [getattr(p.base.model.config, "max_position_embeddings", None) for p in members]
         self.context_window: int | None = min((w for w in windows if isinstance(w, int)), default=None)
 
-    def longest(self, prompt: str) -> int:
+    def longest(self, prompt: str | Conversation) -> int:
         """Tokens of the longest formatting of `prompt` over all members."""
         return max(len(p.encode(prompt)) for p in self._policies)
 
@@ -77,35 +81,47 @@ class RequestPlanner:
         self.names = mod.names
         self.meter = PromptMeter([*mod.policies, *([mod.reference] if mod.reference is not None else [])])
 
-    def chat_prompt(self, req: ChatCompletionRequest) -> str:
-        """The single user message. Policies bring their own system prompts and templates, so a client's
-        system message or earlier turns would be silently dropped; they are rejected instead."""
+    def chat_conversation(self, req: ChatCompletionRequest) -> Conversation:
+        """The conversation to answer: system (or developer) messages first, then user and assistant turns
+        in any order, ending with a user turn. Each policy puts its own system prompt first."""
         roles = [m.role for m in req.messages]
-        if roles != ["user"]:
-            extra = next((i for i, r in enumerate(roles) if r != "user"), len(roles) - 1)
-            raise ApiError(400, "messages must be exactly one user message: each policy applies its own system "
-                                f"prompt and chat template (got roles {roles}). Put any instructions into the "
-                                "user message.", param=f"messages[{extra}].role", code="unsupported_messages")
-        return req.messages[0].text
+        for i, role in enumerate(roles):
+            if role == "tool":
+                raise ApiError(400, "tool messages are not supported: this server does not call tools",
+                               param=f"messages[{i}].role", code="unsupported_messages")
+            if role in ("system", "developer") and any(r in ("user", "assistant") for r in roles[:i]):
+                raise ApiError(400, f"a {role} message must come before the conversation's user and assistant turns "
+                                    f"(got roles {roles}); move it to the front", param=f"messages[{i}].role",
+                               code="unsupported_messages")
+        if roles[-1] != "user":
+            raise ApiError(400, f"the last message must be the user's, which the policies answer (got roles {roles})",
+                           param=f"messages[{len(roles) - 1}].role", code="unsupported_messages")
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in req.messages]
 
-    def plan(self, req: GenerationRequest, prompts: list[str], prompt_param: str) -> Plan:
-        if self.max_prompts is not None and len(prompts) > self.max_prompts:
+    def plan(self, req: GenerationRequest, prompts: list[str | Conversation], prompt_param: str) -> Plan:
+        rows = len(prompts) * req.choices
+        if self.max_prompts is not None and rows > self.max_prompts:
             # A 400, not the queue's retryable 429: retrying can never succeed.
-            raise ApiError(400, f"this request has {len(prompts)} prompts, more than this server ever queues "
-                                f"({self.max_prompts}, server.max_queue); split it into requests of at most "
-                                f"{self.max_prompts} prompts", param=prompt_param, code="too_many_prompts")
+            raise ApiError(400, f"this request asks for {rows} completions ({len(prompts)} prompts x n={req.choices}), "
+                                f"more than this server ever queues ({self.max_prompts}, server.max_queue); split it "
+                                f"into requests of at most {self.max_prompts}", param=prompt_param,
+                           code="too_many_prompts")
         model, default_weights = self._model(req.model, req.weights is not None)
-        weights = self._weights(req.weights if req.weights is not None else default_weights)
-        divergence = self._divergence(req.divergence)
-        if self.mod.reference is None and divergence.needs_reference(sum(weights)):
-            raise ApiError(400, f"divergence {divergence.name!r} with weights summing to {sum(weights):g} needs a "
-                                "reference policy, and this policy set has none: use weights that sum to 1"
-                                + (" or another divergence" if divergence.name == "jsd" else "")
-                                + ", or add `reference:` to the policy set", param="weights", code="missing_reference")
-        settings = self._settings(req, divergence.name)
+        try:
+            config = req.to_decoding_config(self.meta.decoding)
+        except ModDecodeError as exc:
+            raise from_library(exc, param=_wire_name(getattr(exc, "param", None))) from None
+        weighting = self._weighting(req.weights if req.weights is not None else default_weights, config)
+        if req.top_logprobs_wanted is not None and get_strategy(config.strategy).choose is None:
+            raise ApiError(400, f"logprobs are not available with {get_strategy(config.strategy).label}: its tokens "
+                                "are chosen by whole-sequence scores; use greedy or sampling",
+                           param="logprobs", code="invalid_value")
+        if req.choices > 1 and req.stream and get_strategy(config.strategy).choose is None:
+            raise ApiError(400, "n > 1 cannot stream with beam search", param="n", code="invalid_value")
         prompt_tokens = [self.meter.longest(p) for p in prompts]
-        max_tokens = [self._max_tokens(req.requested_max_tokens, n, prompt_param) for n in prompt_tokens]
-        return Plan(model, prompts, weights, max_tokens, prompt_tokens, settings)
+        requested = req.requested_max_tokens
+        max_tokens = [self._max_tokens(requested, n, prompt_param) for n in prompt_tokens]
+        return Plan(model, prompts, weighting, config, max_tokens, prompt_tokens, req.choices, req.top_logprobs_wanted)
 
     def _model(self, model: str | None, has_weights: bool) -> tuple[str, list[float]]:
         """A policy name means that policy alone (one-hot weights); the set id means the default weights."""
@@ -120,45 +136,14 @@ class RequestPlanner:
         raise ApiError(404, f"model {model!r} does not exist; use {self.meta.name!r} (with `weights`) or one of "
                             f"the policies {self.names} (see GET /v1/models)", param="model", code="model_not_found")
 
-    def _weights(self, weights) -> tuple[float, ...]:
+    def _weighting(self, weights, config: DecodingConfig) -> Weighting:
         try:
-            return tuple(as_weight_tensor(weights, len(self.names), dtype=torch.float64).tolist())
-        except ConfigError as exc:
-            raise ApiError(400, f"{exc} (policies, in order: {self.names})", param="weights",
-                           code="invalid_weights") from None
-
-    def _divergence(self, name: str | None):
-        try:
-            return get_divergence(name if name is not None else self.meta.divergence)
+            return Weighting.build([weights], num_policies=len(self.names), num_prompts=1,
+                                   divergence=get_divergence(config.divergence),
+                                   has_reference=self.mod.reference is not None, remedy=REFERENCE_REMEDY)
         except ModDecodeError as exc:
-            raise from_library(exc, param="divergence") from None
-
-    def _settings(self, req: GenerationRequest, divergence: str) -> DecodeSettings:
-        d = self.meta.defaults
-        # As in OpenAI's API: temperature=0 means deterministic; a temperature > 0, top_p or top_k asks
-        # for sampling; with none of them the policy set's default strategy applies.
-        asks_sampling = bool(req.temperature) or req.top_p is not None or req.top_k is not None
-        strategy = req.strategy or ("greedy" if req.temperature == 0 else "sample" if asks_sampling
-                                    else d.get("strategy", "greedy"))
-        temperature = req.temperature if req.temperature else d.get("temperature", 1.0)
-        if strategy == "sample" and req.temperature == 0:
-            raise ApiError(400, "temperature must be > 0 with strategy 'sample' (or use strategy 'greedy')",
-                           param="temperature", code="invalid_value")
-        stop = req.stop if req.stop is not None else d.get("stop") or []
-        settings = DecodeSettings(
-            divergence=divergence, strategy=strategy, scope=req.scope or d.get("scope", "sequence"),
-            temperature=float(temperature), top_k=req.top_k if req.top_k is not None else d.get("top_k"),
-            top_p=req.top_p if req.top_p is not None else d.get("top_p"),
-            num_beams=req.num_beams or d.get("num_beams", 4),
-            stop=(stop,) if isinstance(stop, str) else tuple(stop), seed=req.seed, ignore_eos=bool(req.ignore_eos))
-        try:  # the library's own checks, with its messages
-            DecodingConfig(strategy=settings.strategy, temperature=settings.temperature, top_k=settings.top_k,
-                           top_p=settings.top_p, seed=settings.seed, num_beams=settings.num_beams,
-                           scope=settings.scope, stop=settings.stop, ignore_eos=settings.ignore_eos)
-        except ModDecodeError as exc:  # its messages start with the option's name, e.g. "top_p must be ..."
-            first_word = str(exc).split(" ", 1)[0]
-            raise from_library(exc, param=first_word if first_word in DECODING_FIELDS else None) from None
-        return settings
+            code = "missing_reference" if isinstance(exc, MissingReferenceError) else "invalid_weights"
+            raise ApiError(400, f"{exc} (policies, in order: {self.names})", param="weights", code=code) from None
 
     def _max_tokens(self, requested: int | None, prompt_tokens: int, prompt_param: str) -> int:
         window = self.meter.context_window
@@ -177,3 +162,8 @@ class RequestPlanner:
                                 f"context window of {window} tokens; ask for at most {room} tokens or shorten the "
                                 "prompt", param="max_tokens", code="context_length_exceeded")
         return requested
+
+
+def _wire_name(field: str | None) -> str | None:
+    """A DecodingConfig field as the request names it."""
+    return {"max_new_tokens": "max_tokens"}.get(field, field)

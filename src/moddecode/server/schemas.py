@@ -1,9 +1,10 @@
 """Request bodies (OpenAI wire format plus MOD's fields) and the response/chunk shapes.
 
 Unknown fields are rejected (`extra="forbid"`), so a typo never silently changes decoding. Standard
-OpenAI fields that clients send by default are accepted when they ask for nothing we would ignore:
-`n`=1, `presence_penalty`/`frequency_penalty`=0, empty `logit_bias`, no logprobs; `user`, `metadata`,
-`store` and `service_tier` are bookkeeping and ignored. Anything else is a 400 that names the field.
+OpenAI fields are honoured (`n`, `logprobs`/`top_logprobs`: of the combined MOD distribution) or, when
+they ask for nothing we would ignore, accepted: `presence_penalty`/`frequency_penalty`=0, empty
+`logit_bias`; `user`, `metadata`, `store` and `service_tier` are bookkeeping and ignored. Anything else
+is a 400 that names the field.
 
 Types are strict (`"max_tokens": "2"`, `"weights": ["0.5"]` or `true` as a weight are 400s, not
 coerced), every string must be valid Unicode (no lone surrogates), and prompts must hold some text.
@@ -14,18 +15,26 @@ policy's name, which means that policy alone: `weights` beside a policy name are
 MOD's own fields: `weights` (one real number per policy, in policy-set order), `divergence`
 ('reverse_kl', 'forward_kl', 'jsd', 'alpha:<a>'), `strategy` ('greedy', 'sample', 'beam'), `scope`
 ('sequence', 'token'), `top_k`, `num_beams` and `ignore_eos` (as in vLLM: always decode max_tokens).
+Every decoding option is a `DecodingConfig` field; `to_decoding_config` is the one conversion.
+
+Chat `messages`: system (or developer) messages first, then user and assistant turns in any order,
+ending with a user turn. A policy with its own system prompt keeps it first: the request's system text
+follows it in the same system message (separated by a blank line).
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..decoding import DecodingConfig
+from ..errors import ConfigError
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 INT64 = 2**63  # seeds are signed 64-bit, as in OpenAI's API; torch takes seed + prompt index in that range
+MAX_CHOICES = 16  # `n`: choices per prompt
+MAX_TOP_LOGPROBS = 20
 
 
 def _valid_unicode(text: str) -> str:
@@ -70,7 +79,7 @@ class GenerationRequest(Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = Field(None, ge=-INT64, lt=INT64)
-    n: int | None = None
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)  # choices per prompt; choice k samples with seed + k
     presence_penalty: FiniteFloat | None = None
     frequency_penalty: FiniteFloat | None = None
     logit_bias: dict[Text, float] | None = None
@@ -81,18 +90,11 @@ class GenerationRequest(Body):
     # MOD
     weights: list[FiniteFloat] | None = None
     divergence: Text | None = None
-    strategy: Literal["greedy", "sample", "beam"] | None = None
-    scope: Literal["sequence", "token"] | None = None
+    strategy: Text | None = None  # a decoding strategy's name (checked by DecodingConfig)
+    scope: Text | None = None
     top_k: int | None = Field(None, ge=1)
     num_beams: int | None = Field(None, ge=1, le=64)
     ignore_eos: bool | None = None  # decode exactly max_tokens tokens (benchmarks), as in vLLM
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, n):
-        if n is not None and n != 1:
-            raise ValueError("n must be 1 (one choice per prompt); send several requests or prompts instead")
-        return n
 
     @field_validator("presence_penalty", "frequency_penalty")
     @classmethod
@@ -112,6 +114,39 @@ class GenerationRequest(Body):
     @property
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
+
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        """None: no log-probs; k: each token's log-prob and the k most likely tokens."""
+        return None
+
+    def decoding_overrides(self) -> dict[str, Any]:
+        """The DecodingConfig fields this request sets, as sent (OpenAI names mapped to ours)."""
+        given = {"strategy": self.strategy, "max_new_tokens": self.requested_max_tokens,
+                 "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "seed": self.seed,
+                 "num_beams": self.num_beams, "scope": self.scope, "stop": self.stop,
+                 "ignore_eos": self.ignore_eos, "divergence": self.divergence}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def to_decoding_config(self, defaults: DecodingConfig) -> DecodingConfig:
+        """This request's decoding options over the policy set's `defaults` (ConfigError naming the field).
+
+        As in OpenAI's API, temperature 0 means deterministic (greedy), and a temperature > 0, top_p or
+        top_k asks for sampling; with none of them the defaults' strategy applies."""
+        given = self.decoding_overrides()
+        asks_sampling = bool(self.temperature) or self.top_p is not None or self.top_k is not None
+        if "strategy" not in given:
+            given["strategy"] = "greedy" if self.temperature == 0 else "sample" if asks_sampling else None
+        elif given["strategy"] == "sample" and self.temperature == 0:
+            raise ConfigError("temperature must be > 0 with strategy 'sample' (or use strategy 'greedy')",
+                              param="temperature")
+        if self.temperature == 0:
+            given.pop("temperature")  # 0 selects greedy; the temperature itself stays the default
+        return defaults.merged(**given)
 
 
 class TextPart(Body):
@@ -140,26 +175,25 @@ class ChatMessage(Body):
 
 
 class ChatCompletionRequest(GenerationRequest):
-    """POST /v1/chat/completions. `messages` must be exactly one user message (see `prompt`)."""
+    """POST /v1/chat/completions: a conversation (see the module docstring for the order of roles)."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name of max_tokens
     logprobs: bool | None = None
-    top_logprobs: int | None = None
-
-    @field_validator("logprobs", "top_logprobs")
-    @classmethod
-    def _no_logprobs(cls, value, info):
-        if value:
-            raise ValueError(f"{info.field_name} is not supported by this server; omit it")
-        return value
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @model_validator(mode="after")
     def _chat_checks(self):
         if self.max_tokens is not None and self.max_completion_tokens is not None \
                 and self.max_tokens != self.max_completion_tokens:
             raise ValueError("max_tokens and max_completion_tokens disagree; send one of them")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
         return self
+
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @property
     def requested_max_tokens(self) -> int | None:
@@ -173,9 +207,13 @@ class CompletionRequest(GenerationRequest):
     echo: bool = False
     suffix: Text | None = None
     best_of: int | None = None
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)  # the legacy field: how many alternatives
 
-    @field_validator("echo", "suffix", "logprobs")
+    @property
+    def top_logprobs_wanted(self) -> int | None:
+        return self.logprobs
+
+    @field_validator("echo", "suffix")
     @classmethod
     def _not_supported(cls, value, info):
         if value:
@@ -199,45 +237,3 @@ class CompletionRequest(GenerationRequest):
     @property
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
-
-
-# ----- responses (plain dicts: the OpenAI shapes, plus MOD's `weights`/`divergence` for transparency) -----
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
-
-
-def chat_completion(rid: str, model: str, texts: list[str], finish: list[str], use: dict,
-                    extra: dict) -> dict[str, Any]:
-    choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": f, "logprobs": None}
-               for i, (t, f) in enumerate(zip(texts, finish, strict=True))]
-    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use, **extra}
-
-
-def chat_chunk(rid: str, model: str, index: int, delta: dict, finish: str | None) -> dict[str, Any]:
-    return {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-
-
-def text_completion(rid: str, model: str, texts: list[str], finish: list[str], use: dict,
-                    extra: dict) -> dict[str, Any]:
-    choices = [{"index": i, "text": t, "finish_reason": f, "logprobs": None}
-               for i, (t, f) in enumerate(zip(texts, finish, strict=True))]
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": choices, "usage": use, **extra}
-
-
-def text_chunk(rid: str, model: str, index: int, text: str, finish: str | None) -> dict[str, Any]:
-    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": None}]}
-
-
-def usage_chunk(rid: str, model: str, obj: str, use: dict) -> dict[str, Any]:
-    """Final chunk when stream_options.include_usage is set: no choices, only usage."""
-    return {"id": rid, "object": obj, "created": int(time.time()), "model": model, "choices": [], "usage": use}
