@@ -51,7 +51,7 @@ def vllm_mod(bundled_adapter_policies):
     register_vllm_engine()
     policies, reference = bundled_adapter_policies
     return MOD(policies, reference=reference, engine="vllm",
-               engine_options=dict(enforce_eager=True, max_model_len=512, kv_cache_memory_bytes=256 * 2**20))
+               engine_options=dict(enforce_eager=True, max_model_len=512, kv_cache_memory_bytes=2**30))
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def test_a_disagreement_fails_before_its_position_is_emitted(tokenizer):
     emitted = feed(g, [[ids[0]] * 3])
     with pytest.raises(LockstepError, match="prompt 4 .at token 1.*lockstep") as info:
         feed(g, [[ids[1], ids[1], ids[2]]])
-    assert info.value.index == 4 and g.position == 1 and not g.done
+    assert info.value.index == 4 and info.value.position == g.position == 1 and not g.done
     assert "".join(d.text for d in emitted) in tokenizer.decode(ids[:1])
 
 

@@ -37,6 +37,13 @@ RESERVED_OPTIONS = {
     "speculative_config": "vLLM runs no custom logits processor with speculative decoding",
     "skip_tokenizer_init": "set by moddecode",
 }
+# moddecode's own engine options (the rest go to vLLM).
+MOD_OPTIONS = {
+    # Admit a group only while the KV cache can hold every admitted sibling up to its max length, so
+    # vLLM never has to preempt one (a preempted sibling fails its group). False: admit as vLLM would
+    # and rely on the lockstep check (more concurrency when outputs end well before their limit).
+    "reserve_kv_cache": True,
+}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's max_lora_rank accepts
 
 
@@ -90,6 +97,10 @@ class VllmEngine(Engine):
         self.tokenizer = policies[0].tokenizer
         self.folder = next(iter(folders.values()))
         adapters = sorted({a for a in map(_adapter_folder, everyone) if a is not None})
+        own = {name: options.pop(name, default) for name, default in MOD_OPTIONS.items()}
+        if not isinstance(own["reserve_kv_cache"], bool):
+            raise ConfigError(f"engine option reserve_kv_cache must be true or false, got {own['reserve_kv_cache']!r}",
+                              param="engine_options")
         options = self._options(options, adapters, policies[0])
         from vllm import LLM
         from vllm.lora.request import LoRARequest
@@ -101,6 +112,9 @@ class VllmEngine(Engine):
         self.max_model_len = config.model_config.max_model_len
         self.max_num_seqs = config.scheduler_config.max_num_seqs
         self.max_batched_tokens = config.scheduler_config.max_num_batched_tokens
+        self.block_size = config.cache_config.block_size
+        # (one block is vLLM's null block)
+        self.kv_blocks = max((config.cache_config.num_gpu_blocks or 0) - 1, 0) if own["reserve_kv_cache"] else 0
         self._busy = False
 
     @property
@@ -117,7 +131,7 @@ class VllmEngine(Engine):
                 raise ConfigError(f"engine option {name!r} cannot be set for MOD: {RESERVED_OPTIONS[name]}",
                                   param="engine_options")
             if name not in known:
-                raise UnknownNameError("vLLM engine option", str(name), known)
+                raise UnknownNameError("engine option", str(name), sorted([*known, *MOD_OPTIONS]))
         dtype = next(first.model.parameters()).dtype
         defaults = {"dtype": str(dtype).removeprefix("torch.")}
         if adapters:
@@ -130,12 +144,15 @@ class VllmEngine(Engine):
         return {**defaults, **options}
 
     def decode(self, prompts: list[str], weighting: Weighting, config: DecodingConfig, *,
-               limits: list[int], diagnostics: bool = False) -> Iterator[TextDelta]:
+               limits: list[int], diagnostics: bool = False, logprobs: int | None = None) -> Iterator[TextDelta]:
         """Greedy or sampled MOD decoding of prompt i under weighting column i; yields streamed text
         like the transformers engine, each prompt's last delta carrying its `Generation`.
 
         Raises LockstepError if a prompt's siblings fall out of step (no text past that point is emitted).
         """
+        if logprobs is not None:
+            raise ConfigError("per-token log-probs are not available on the vLLM engine yet; use the transformers "
+                              "engine (the default) for them", param="logprobs")
         groups, requests = self._plan(prompts, weighting, config, limits, diagnostics)  # bad input fails now
         return self._run(groups, requests)
 
@@ -166,9 +183,8 @@ class VllmEngine(Engine):
         groups, requests = [], []
         for j, prompt in enumerate(prompts):
             column = w[:, j]
-            # As the transformers engine: the reference joins every row when any needs it (same math, and
-            # the same floating-point path, so both engines pick the same tokens).
-            uses_reference = weighting.uses_reference
+            # As the transformers engine: the reference runs only for rows whose weights need it.
+            uses_reference = div.needs_reference(float(column.sum()))
             members = [*self.policies, *([self.reference] if uses_reference else [])]
             if len(members) == 1:
                 members.append(members[0])  # a witness: a lone row could not show a failure by disagreeing
@@ -177,9 +193,10 @@ class VllmEngine(Engine):
                 temperature=0.0, max_tokens=limits[j], ignore_eos=True, stop_token_ids=sorted(eos),
                 detokenize=False, output_kind=RequestOutputKind.DELTA)
             ids = [p.encode(prompt) for p in members]
-            self._check_fits(j, ids, limits[j])
             group = SiblingGroup(j, [f"mod-{call}-{j}-{k}" for k in range(len(members))],
-                                 TextTracker(self.tokenizer, config.stop), limits[j], eos, column.tolist(), div.name)
+                                 TextTracker(self.tokenizer, config.stop), limits[j], eos, column.tolist(), div.name,
+                                 kv_blocks=self._kv_blocks_needed(ids, limits[j]))
+            self._check_fits(group, ids)
             tag = dict(group=f"{call}-{j}", members=len(members), num_policies=m, reference=uses_reference,
                        weights=tuple(column.tolist()), divergence=div.name, scope=config.scope,
                        strategy=config.strategy, vocab_size=self.vocab_size,
@@ -196,7 +213,17 @@ class VllmEngine(Engine):
             requests.append(rows)
         return groups, requests
 
-    def _check_fits(self, index: int, ids: list[list[int]], limit: int) -> None:
+    def _kv_blocks_needed(self, ids: list[list[int]], limit: int) -> int:
+        """KV-cache blocks the siblings take at their longest (0 when not reserving)."""
+        return sum(-(-(len(i) + limit) // self.block_size) for i in ids) if self.kv_blocks else 0
+
+    def _check_fits(self, group: SiblingGroup, ids: list[list[int]]) -> None:
+        index, limit = group.index, group.limit
+        if group.kv_blocks > self.kv_blocks > 0:
+            raise ConfigError(f"prompt {index}: its {len(ids)} sibling requests need {group.kv_blocks} KV-cache "
+                              f"blocks at full length, more than vLLM has ({self.kv_blocks}); give it more KV-cache "
+                              "memory (engine_options kv_cache_memory_bytes or gpu_memory_utilization), or lower "
+                              "max_new_tokens", param="max_new_tokens")
         longest = max(len(i) for i in ids)
         if longest + limit > self.max_model_len:
             raise ConfigError(f"prompt {index}: {longest} prompt tokens + {limit} new tokens exceed vLLM's "
@@ -238,14 +265,16 @@ class VllmEngine(Engine):
             self._busy = False
 
     def _admit(self, waiting: deque, active: dict) -> None:
-        """Submit whole groups while one step can start all their siblings (prompt tokens and sequences)."""
+        """Submit whole groups while one step can start all their siblings (prompt tokens, sequences) and,
+        when reserving, the KV cache can hold every admitted group to its full length."""
         running = len(active)
         tokens = self.max_batched_tokens - running  # running rows take one token each, first
+        blocks = self.kv_blocks - sum(g.kv_blocks for g in {id(g): g for g, _ in active.values()}.values())
         while waiting:
             group, rows = waiting[0]
             need = sum(len(prompt["prompt_token_ids"]) for _, prompt, _, _ in rows)
             # With nothing running any group fits (_check_fits), so this never stalls.
-            if running + len(rows) > self.max_num_seqs or need > tokens:
+            if running + len(rows) > self.max_num_seqs or need > tokens or group.kv_blocks > blocks:
                 break
             waiting.popleft()
             for member, (request_id, prompt, params, lora) in enumerate(rows):
@@ -253,6 +282,7 @@ class VllmEngine(Engine):
                 active[request_id] = (group, member)
             running += len(rows)
             tokens -= need
+            blocks -= group.kv_blocks
 
     def _abort(self, request_ids: list[str], active: dict) -> None:
         if request_ids:

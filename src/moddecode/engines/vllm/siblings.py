@@ -24,10 +24,11 @@ EXPECTED_FINISH = {"stop", "length"}
 class LockstepError(ModDecodeError, RuntimeError):
     """A MOD row's sibling requests on vLLM did not advance together, so no combined token exists."""
 
-    def __init__(self, message: str, index: int, reason: Failure | None = None):
+    def __init__(self, message: str, index: int, reason: Failure | None = None, position: int | None = None):
         super().__init__(message)
-        self.index = index
+        self.index = index  # the prompt
         self.reason = reason
+        self.position = position  # tokens of it that were agreed (its emitted text covers at most these)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class SiblingGroup:
     eos_ids: set[int]
     weights: list[float]
     divergence: str
+    kv_blocks: int = 0  # KV-cache blocks reserved for the siblings at full length (engine bookkeeping)
     tokens: list[list[int]] = field(default_factory=list)
     finish: list[str | None] = field(default_factory=list)
     position: int = 0  # agreed tokens consumed
@@ -113,4 +115,4 @@ class SiblingGroup:
         raise LockstepError(
             f"{where}: {causes[reason]}; no text from that point on was emitted. Give vLLM more KV-cache "
             "memory (engine_options kv_cache_memory_bytes or gpu_memory_utilization), or send fewer prompts "
-            "per call.", self.index, reason)
+            "per call.", self.index, reason, position)
