@@ -1,12 +1,19 @@
-"""Server throughput: completion tokens/s at 1, 8 and 32 concurrent clients, on the bundled SmolLM2.
+"""Server under load, on the bundled SmolLM2: throughput, latency and time to first token.
 
 Starts the real server in this process (uvicorn on a free loopback port) over a policy set of three
-prompted objectives of "smollm2" (or --config FILE), and drives it with the official async `openai`
-client. Every client sends --requests chat completions in a row, each with its own weighting, greedy
-and with `ignore_eos`, so every answer is exactly --max-tokens tokens and levels are comparable.
+prompted objectives of "smollm2" (or --config FILE) and drives it with the official async `openai`
+client, streaming. Every client sends --requests chat completions in a row, each with its own
+weighting, greedy and with `ignore_eos`, so every answer is exactly --max-tokens tokens.
 
-    python scripts/bench_server.py --max-tokens 32
-    python scripts/bench_server.py --config examples/server.yaml --clients 1,4,16
+Printed, all measured in this one run:
+  - per concurrency level: completion tokens/s (and its ratio to 1 client), p50/p95 latency, p50/p95
+    time to first token (TTFT), rows per decode step;
+  - a request arriving mid-batch: its TTFT next to one decode step, its own prefill and the running
+    batch's duration (continuous batching: it should join at the next step);
+  - the cost of one decode step against the number of rows, which bounds the tokens/s ratio.
+
+    python scripts/bench_server.py
+    python scripts/bench_server.py --max-tokens 64 --clients 1,8,32 --requests 2
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import statistics
 import time
 
 import httpx
+import torch
 from openai import AsyncOpenAI
 
 from moddecode.server import BackgroundServer, create_app
@@ -39,31 +47,81 @@ def weights_for(client: int, request: int, m: int) -> list[float]:
     return [r / sum(raw) for r in raw]
 
 
+async def one_request(api: AsyncOpenAI, model: str, prompt: str, weights: list[float], max_tokens: int) -> dict:
+    """Stream one chat completion; returns its latency, time to first token and token count."""
+    started = time.perf_counter()
+    first, tokens = None, 0
+    stream = await api.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
+        stream=True, stream_options={"include_usage": True}, extra_body={"weights": weights, "ignore_eos": True})
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    return {"latency": time.perf_counter() - started, "ttft": first, "tokens": tokens}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 async def run_level(url: str, model: str, m: int, clients: int, requests: int, max_tokens: int) -> dict:
     api = AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=3600)
-    latencies, tokens = [], 0
+    done: list[dict] = []
 
     async def client(c: int) -> None:
-        nonlocal tokens
         for r in range(requests):
-            started = time.perf_counter()
-            reply = await api.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": PROMPTS[(c + r) % len(PROMPTS)]}],
-                max_tokens=max_tokens, temperature=0,
-                extra_body={"weights": weights_for(c, r, m), "ignore_eos": True})
-            latencies.append(time.perf_counter() - started)
-            tokens += reply.usage.completion_tokens
+            done.append(await one_request(api, model, PROMPTS[(c + r) % len(PROMPTS)], weights_for(c, r, m),
+                                          max_tokens))
 
-    before = httpx.get(url + "/health").json()["batcher"]
+    before = httpx.get(url + "/health").json()["scheduler"]
     started = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
     wall = time.perf_counter() - started
-    after = httpx.get(url + "/health").json()["batcher"]
+    after = httpx.get(url + "/health").json()["scheduler"]
     await api.close()
-    batches = after["batches"] - before["batches"]
-    return {"clients": clients, "requests": clients * requests, "tokens": tokens, "wall_s": wall,
-            "tokens_per_s": tokens / wall, "mean_batch": (after["rows"] - before["rows"]) / max(batches, 1),
-            "p50_latency_s": statistics.median(latencies)}
+    tokens = sum(d["tokens"] for d in done)
+    steps = after["steps"] - before["steps"]
+    return {"clients": clients, "requests": len(done), "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
+            "rows_per_step": tokens / max(steps, 1),
+            "p50_latency": pct([d["latency"] for d in done], 0.5), "p95_latency": pct([d["latency"] for d in done], 0.95),
+            "p50_ttft": pct([d["ttft"] for d in done], 0.5), "p95_ttft": pct([d["ttft"] for d in done], 0.95)}
+
+
+async def mid_batch_arrival(url: str, model: str, m: int, batch: int, max_tokens: int, delay: float) -> dict:
+    """`batch` clients start a long batch; one more request arrives `delay` seconds later."""
+    api = AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=3600)
+    started = time.perf_counter()
+    running = [asyncio.create_task(one_request(api, model, PROMPTS[c % len(PROMPTS)], weights_for(c, 0, m),
+                                               max_tokens)) for c in range(batch)]
+    await asyncio.sleep(delay)
+    late = await one_request(api, model, PROMPTS[3], weights_for(99, 0, m), 8)
+    await asyncio.gather(*running)
+    batch_s = time.perf_counter() - started
+    await api.close()
+    return {"late_ttft": late["ttft"], "batch_s": batch_s}
+
+
+def step_costs(mod, rows_list: list[int], steps: int = 8) -> dict[int, float]:
+    """Seconds per decode step with `rows` rows (each row = M policy rows), measured on the engine."""
+    from moddecode import DecodingConfig
+
+    out = {}
+    weights = [1.0 / len(mod.policies)] * len(mod.policies)
+    for rows in rows_list:
+        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(rows)]
+        config = DecodingConfig(max_new_tokens=steps, ignore_eos=True)
+        mod.generate(prompts[:1], weights, config, max_new_tokens=2)  # warm
+        t0 = time.perf_counter()
+        mod.generate(prompts, weights, config)
+        full = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mod.generate(prompts, weights, config, max_new_tokens=1)  # prefill (+ one choice) alone
+        prefill = time.perf_counter() - t0
+        out[rows] = (full - prefill) / (steps - 1)
+    return out
 
 
 def main() -> None:
@@ -78,25 +136,38 @@ def main() -> None:
 
     t0 = time.perf_counter()
     mod, meta, _ = load_server_config(args.config or DEFAULT_SET)
-    device = mod.policies[0].base.device
-    print(f"policy set {meta.name!r}: {len(mod.policies)} policies {mod.names} on {device}, "
-          f"loaded in {time.perf_counter() - t0:.1f} s; max_tokens={args.max_tokens}, "
-          f"requests/client={args.requests}")
-    app = create_app(mod, meta=meta, max_tokens_limit=max(args.max_tokens, 1), max_queue=4096,
+    m = len(mod.policies)
+    print(f"policy set {meta.name!r}: {m} policies {mod.names} on {mod.engine.device}, loaded in "
+          f"{time.perf_counter() - t0:.1f} s; max_tokens={args.max_tokens}, requests/client={args.requests}, "
+          f"torch threads={torch.get_num_threads()}")
+    app = create_app(mod, meta, max_tokens_limit=max(args.max_tokens, 64), max_queue=4096,
                      max_batch_size=args.max_batch_size, batch_window_ms=args.batch_window_ms)
     levels = [int(c) for c in args.clients.split(",")]
     with BackgroundServer(app) as server:
-        # Warm-up (first forward passes allocate), not timed.
-        asyncio.run(run_level(server.url, meta.name, len(mod.policies), 1, 1, 4))
-        rows = [asyncio.run(run_level(server.url, meta.name, len(mod.policies), c, args.requests, args.max_tokens))
-                for c in levels]
-    header = (f"{'clients':>7} {'requests':>8} {'tokens':>7} {'wall s':>8} {'tokens/s':>9} {'mean batch':>10} "
-              f"{'p50 latency s':>13}")
+        asyncio.run(run_level(server.url, meta.name, m, 1, 1, 4))  # warm-up, not timed
+        rows = [asyncio.run(run_level(server.url, meta.name, m, c, args.requests, args.max_tokens)) for c in levels]
+        late = asyncio.run(mid_batch_arrival(server.url, meta.name, m, 16, 64, 1.5))
+    costs = step_costs(mod, sorted({1, 8, 16, 32}))
+
+    base = rows[0]["tokens_per_s"]
+    header = (f"{'clients':>7} {'requests':>8} {'tokens':>7} {'wall s':>7} {'tokens/s':>8} {'vs 1':>6} "
+              f"{'rows/step':>9} {'p50 lat s':>9} {'p95 lat s':>9} {'p50 TTFT s':>10} {'p95 TTFT s':>10}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['clients']:>7} {r['requests']:>8} {r['tokens']:>7} {r['wall_s']:>8.2f} {r['tokens_per_s']:>9.1f} "
-              f"{r['mean_batch']:>10.1f} {r['p50_latency_s']:>13.2f}")
+        print(f"{r['clients']:>7} {r['requests']:>8} {r['tokens']:>7} {r['wall_s']:>7.1f} {r['tokens_per_s']:>8.1f} "
+              f"{r['tokens_per_s'] / base:>5.1f}x {r['rows_per_step']:>9.1f} {r['p50_latency']:>9.2f} "
+              f"{r['p95_latency']:>9.2f} {r['p50_ttft']:>10.2f} {r['p95_ttft']:>10.2f}")
+    print("\ndecode step cost (engine, " + f"{m} policies per row): "
+          + ", ".join(f"{n} rows {1000 * s:.0f} ms" for n, s in costs.items()))
+    ideal = {n: n * costs[1] / s for n, s in costs.items()}
+    print("tokens/s ceiling vs 1 row from step cost alone: "
+          + ", ".join(f"{n} rows {x:.1f}x" for n, x in ideal.items()))
+    step = costs[16]
+    print(f"\nmid-batch arrival (16 clients x 64 tokens running, one more after 1.5 s): TTFT {late['late_ttft']:.2f} s; "
+          f"one 16-row step {step:.2f} s; running batch {late['batch_s']:.1f} s "
+          f"(TTFT = {late['late_ttft'] / late['batch_s']:.0%} of the batch; it waited "
+          f"{late['late_ttft'] / step:.1f} steps incl. its own prefill)")
 
 
 if __name__ == "__main__":
