@@ -9,6 +9,7 @@ import pytest
 from moddecode import MOD, Policy
 from moddecode.bundled import bundled_smollm2_gguf, converted_gguf_folder
 from moddecode.demo import DEMO_OBJECTIVES, run_demo
+from helpers import generate_alone  # tests/ is on sys.path (conftest)
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_one_hot_weights_reproduce_the_bundled_policy(smol_policies):
         weights[i] = 1.0
         results = mod.generate(PROMPTS, weights, max_new_tokens=16, return_diagnostics=True)
         for prompt, result in zip(PROMPTS, results):
-            own = policy.generate_alone(prompt, 16)
+            own = generate_alone(policy, prompt, 16)
             own = own[: next((k for k, t in enumerate(own) if t in policy.eos_token_ids()), len(own))]
             assert result.token_ids == own
 
@@ -79,6 +80,6 @@ def test_bundled_adapters_carry_metadata_and_batch_together():
         weights = [0.0] * 3
         weights[i] = 1.0
         got = mod.generate("Name a fruit.", weights, max_new_tokens=12, return_diagnostics=True)
-        own = policy.generate_alone("Name a fruit.", 12)
+        own = generate_alone(policy, "Name a fruit.", 12)
         own = own[: next((k for k, t in enumerate(own) if t in policy.eos_token_ids()), len(own))]
         assert got.token_ids == own, policy.name

@@ -10,6 +10,7 @@ import torch
 
 from moddecode import MOD, Policy, combine_logprobs
 from moddecode.engines.rows import ModelRows
+from helpers import adapter_active, generate_alone  # tests/ is on sys.path (conftest)
 
 PROMPTS = ["tell me about the sky", "what is a cat", "hello"]
 
@@ -27,7 +28,7 @@ def policies(base_a, base_b, adapters, cache):
 
 
 def alone(policy, prompt, n):
-    ids = policy.generate_alone(prompt, n)
+    ids = generate_alone(policy, prompt, n)
     eos = policy.eos_token_ids()
     cut = next((i for i, t in enumerate(ids) if t in eos), len(ids))
     return ids[:cut]
@@ -101,7 +102,7 @@ def teacher_forced_logprobs(policy, prompt, continuations):
     """log pi(continuation | prompt) for each continuation (lists of token ids), by a plain forward."""
     prompt_ids = policy.encode(prompt)
     out = []
-    with torch.no_grad(), policy.adapter_active():
+    with torch.no_grad(), adapter_active(policy):
         for cont in continuations:
             ids = torch.tensor([prompt_ids + cont], device=policy.base.device)
             logits = policy.model(input_ids=ids).logits[0, :, : policy.base.vocab_size]

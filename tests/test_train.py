@@ -13,6 +13,7 @@ from moddecode import ConfigError, Policy
 from moddecode.train import TrainSettings, build_pairs, load_pairs, read_prompts, train_dpo
 from moddecode.train.dpo import trl_divergence
 from moddecode.train.prefs import PromptItem
+from helpers import adapter_active  # tests/ is on sys.path (conftest)
 
 
 def test_pairs_take_best_against_worst_and_keep_scores():
@@ -102,7 +103,7 @@ def sequence_logprob(model, tokenizer, prompt, response):
 def dpo_loss(policy, reference_model, rows, beta):
     total = 0.0
     tok = policy.tokenizer
-    with torch.no_grad(), policy.adapter_active():
+    with torch.no_grad(), adapter_active(policy):
         for r in rows:
             pc = sequence_logprob(policy.model, tok, r["prompt"], r["chosen"])
             pr = sequence_logprob(policy.model, tok, r["prompt"], r["rejected"])
