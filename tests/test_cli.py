@@ -88,3 +88,73 @@ def test_policy_set_defaults_apply_and_flags_override(tmp_path, base_a):
     assert longer["divergence"] == "forward_kl"
     result = run("generate", "-c", str(config), "--reference", str(base_a), "hello")
     assert result.exit_code == 2 and "go in the YAML file" in result.stderr
+
+
+# a non-default value per DecodingConfig field, given to `generate` as --field-name VALUE (a bool as a bare flag)
+FLAG_VALUES = {"strategy": "sample", "max_new_tokens": 3, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 11,
+               "num_beams": 2, "scope": "token", "stop": ("zz",), "ignore_eos": True, "divergence": "forward_kl"}
+
+
+@pytest.fixture
+def seen_configs(monkeypatch):
+    """The DecodingConfig of every MOD.generate call (decoding still runs)."""
+    from moddecode.mod import MOD as LibraryMOD
+
+    seen, original = [], LibraryMOD.generate
+
+    def spy(self, prompts, weights=None, config=None, **overrides):
+        seen.append(config)
+        return original(self, prompts, weights, config, **overrides)
+
+    monkeypatch.setattr(LibraryMOD, "generate", spy)
+    return seen
+
+
+def test_every_decoding_field_has_a_generate_flag_that_reaches_the_library(tmp_path, base_a, seen_configs):
+    from moddecode import DecodingConfig
+
+    assert sorted(FLAG_VALUES) == sorted(DecodingConfig.field_names()), "give the new field a value here"
+    config = tmp_path / "set.yaml"
+    config.write_text(f"policies:\n  - {{name: a, source: '{base_a}'}}\n  - {{name: b, source: '{base_a}', "
+                      "system_prompt: be short}\ndefaults: {max_new_tokens: 4}\n")
+    assert run("generate", "-c", str(config), "hello").exit_code == 0
+    baseline = seen_configs.pop()  # the policy set's decoding: max_new_tokens 4, divergence reverse_kl
+    for field, value in FLAG_VALUES.items():
+        assert getattr(baseline, field) != value
+        flag = "--" + field.replace("_", "-")
+        given = [flag] if value is True else [flag, str(value[0] if isinstance(value, tuple) else value)]
+        result = run("generate", "-c", str(config), *given, "hello")
+        assert result.exit_code == 0, (field, result.output)
+        got = seen_configs.pop()
+        assert getattr(got, field) == value, field
+        assert got == baseline.merged(**{field: value}), field  # that field alone changed
+
+
+def test_ignore_eos_from_the_policy_set_holds_unless_turned_off(tmp_path, base_a, seen_configs):
+    config = tmp_path / "set.yaml"
+    config.write_text(f"policies:\n  - {{name: a, source: '{base_a}'}}\n  - {{name: b, source: '{base_a}'}}\n"
+                      "defaults: {max_new_tokens: 5, ignore_eos: true}\n")
+    kept = json.loads(run("generate", "-c", str(config), "--json", "hello").stdout)
+    assert seen_configs.pop().ignore_eos is True and kept["num_tokens"] == 5  # decoding never stops early
+    assert run("generate", "-c", str(config), "--no-ignore-eos", "hello").exit_code == 0
+    assert seen_configs.pop().ignore_eos is False
+
+
+@pytest.mark.parametrize("name, text", [
+    ("p.jsonl", '{"id": "x", "prompt": "hello"}\n{"prompt": "what is a cat"}\n'),
+    ("p.csv", "id,prompt\nx,hello\ny,what is a cat\n"),
+    ("p.txt", "hello\n\n  what is a cat  \n"),
+])
+def test_prompt_files_are_read_by_the_shared_reader(tmp_path, flags, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    result = run("generate", *flags, "-n", "2", "--json", "first", "--prompts-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["prompt"] for line in result.stdout.splitlines()] == ["first", "hello", "what is a cat"]
+
+
+def test_a_missing_or_empty_prompts_file_is_one_clear_line(tmp_path, flags):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    for path, says in [(tmp_path / "nope.txt", "prompts file not found"), (tmp_path / "empty.txt", "no prompts")]:
+        result = run("generate", *flags, "--prompts-file", str(path))
+        assert result.exit_code == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1

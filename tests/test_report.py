@@ -11,7 +11,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from moddecode.eval.commands import register
+from moddecode.cli.evaluate import register
 from moddecode.eval.report import summarize, write_report
 from moddecode.eval.store import ResultStore
 from moddecode.eval.sweep import load_sweep_config, plan_jobs, run_sweep, write_run_file

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from moddecode.decoding import DecodingConfig
 from moddecode.errors import ConfigError, ModDecodeError
-from moddecode.eval.commands import register
+from moddecode.cli.evaluate import register
 from moddecode.eval.scorers import register_scorer
 from moddecode.eval.store import ResultStore, result_key, weights_key
 from moddecode.baselines import rs_skip_reason

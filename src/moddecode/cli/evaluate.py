@@ -1,4 +1,4 @@
-"""The `sweep` and `report` CLI commands; `register(app)` adds them to a Typer app (the main CLI's)."""
+"""`moddecode sweep` and `moddecode report`; `register(app)` adds them to a Typer app (the main CLI's)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from .common import run_guarded
 
 SWEEP_HELP = (
     "Run an evaluation sweep: every prompt x method (MOD, RS, each single policy) x weighting.\n\n"
@@ -39,7 +41,7 @@ def sweep(
         import dataclasses
 
         from ..errors import ConfigError
-        from .sweep import load_sweep_config, run_sweep
+        from ..eval.sweep import load_sweep_config, run_sweep
 
         cfg = load_sweep_config(config)
         if batch_size is not None:
@@ -59,13 +61,13 @@ def sweep(
         typer.echo(f"{summary.total} rows planned, {summary.already_done} already done, {summary.added} added in "
                    f"{summary.seconds:.1f} s -> {run_dir / 'results.sqlite'} (config {summary.config_hash})")
         if report:
-            from .report import write_report
+            from ..eval.report import write_report
 
             typer.echo(f"report: {write_report(run_dir).html}")
         else:
             typer.echo(f"next: moddecode report {run_dir}")
 
-    _guarded(go)
+    run_guarded(go)
 
 
 def report(
@@ -73,20 +75,14 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write report.html and the PNGs (default RUN/report)."),
 ) -> None:
     def go():
-        from .report import write_report
+        from ..eval.report import write_report
 
         files = write_report(run, out)
         typer.echo(f"report: {files.html}")
         for png in files.pngs:
             typer.echo(f"plot: {png}")
 
-    _guarded(go)
-
-
-def _guarded(fn) -> None:
-    from ..cli import run_guarded  # imported late: cli.py imports this module to register the commands
-
-    run_guarded(fn)
+    run_guarded(go)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,72 @@
+"""`moddecode make-prefs` (preference pairs from the reference policy) and `moddecode train` (f-DPO)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import run_guarded
+
+
+def make_prefs_command(
+    prompts_file: Path = typer.Argument(..., help="Prompts: JSONL with a 'prompt' field (and 'id'), or one per line."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for samples.jsonl and one <objective>.jsonl of pairs per scorer."),
+    scorer: list[str] = typer.Option(..., "--scorer", help="Scorer per objective (repeat): vader, readability, length, conciseness, ..."),
+    source: str = typer.Option("smollm2", "--source", help="Reference policy to sample from."),
+    k: int = typer.Option(4, "-k", help="Responses sampled per prompt."),
+    seed: int = typer.Option(0, help="Sampling seed (each batch uses seed + batch index)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n"),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(0.95),
+    pairs_per_prompt: int = typer.Option(1, help="k-th best vs k-th worst pairs per prompt."),
+    margin: float = typer.Option(0.0, help="Keep a pair only if chosen beats rejected by more than this."),
+) -> None:
+    """Sample K responses per prompt from the reference policy, score them, write chosen/rejected pairs.
+
+    Interrupt it at any time: running the same command again resumes after the last finished batch."""
+
+    def go():
+        from ..train.prefs import make_prefs
+
+        files = make_prefs(source, prompts_file, scorer, out_dir, k=k, seed=seed, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, pairs_per_prompt=pairs_per_prompt, margin=margin)
+        for objective, path in files.items():
+            count = sum(1 for _ in path.open())
+            typer.echo(f"{objective}: {count} pairs -> {path}")
+
+    run_guarded(go)
+
+
+def train(
+    data: str = typer.Argument(..., help="Pairs JSONL (prompt/chosen/rejected) or, online, a HF dataset name[:split]."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write (checkpoints in <out>/checkpoints)."),
+    objective: str = typer.Option(..., "--objective", help="Objective name, stored in the adapter's moddecode.json."),
+    source: str = typer.Option("smollm2", "--source", help="Base model (reference policy)."),
+    divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
+    beta: float = typer.Option(0.1, help="Regularisation strength."),
+    epochs: float = typer.Option(2.0),
+    max_steps: int = typer.Option(-1, help="Stop after this many steps (-1: run the epochs)."),
+    learning_rate: float = typer.Option(5e-4, "--lr"),
+    batch_size: int = typer.Option(8),
+    lora_r: int = typer.Option(8),
+    lora_alpha: int = typer.Option(16),
+    max_length: int = typer.Option(256, help="Tokens per prompt+response."),
+    save_steps: int = typer.Option(10, help="Checkpoint every N steps."),
+    seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard the checkpoints and adapter already in --out (another run's) and train from scratch."),
+) -> None:
+    """Train one LoRA adapter with f-DPO (TRL). Running the same command again resumes from the last checkpoint;
+    a folder holding a different run is refused unless --overwrite."""
+
+    def go():
+        from ..train.dpo import TrainSettings, train_dpo
+
+        settings = TrainSettings(source=source, data=data, out_dir=str(out_dir), objective=objective,
+                                 divergence=divergence, beta=beta, epochs=epochs, max_steps=max_steps,
+                                 learning_rate=learning_rate, batch_size=batch_size, lora_r=lora_r,
+                                 lora_alpha=lora_alpha, max_length=max_length, save_steps=save_steps, seed=seed)
+        path = train_dpo(settings, overwrite=overwrite)
+        typer.echo(f"adapter for {objective!r} -> {path}")
+
+    run_guarded(go)
