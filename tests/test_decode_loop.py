@@ -139,3 +139,18 @@ def test_logprobs_are_the_combined_distribution(mod):
     streamed = [p for d in mod.stream(PROMPTS[0], [0.2, 0.5, 0.3], max_new_tokens=4, scope="token",
                                       ignore_eos=True, logprobs=0) for p in d.logprobs]
     assert [p.token_id for p in streamed] == result.token_ids and all(p.top == [] for p in streamed)
+
+
+def test_engines_are_chosen_by_name(base_a, cache):
+    from moddecode import ConfigError, UnknownNameError
+    from moddecode.engines import get_engine_class
+
+    policy = Policy.load(str(base_a), name="a", cache=cache)
+    with pytest.raises(UnknownNameError, match="Did you mean 'vllm'"):
+        MOD([policy], engine="vlm")
+    with pytest.raises(ConfigError, match="engine_options"):
+        MOD([policy], engine_options={"tensor_parallel_size": 2})
+    try:
+        get_engine_class("vllm")
+    except ConfigError as exc:  # this environment has no vLLM: the error says how to get it
+        assert "setup.sh --vllm" in str(exc)

@@ -2,11 +2,12 @@
 
     base.py          Engine: the interface MOD talks to
     transformers.py  the embedded default (rows.py: batched forwards and KV caches; cpu_linear.py)
+    vllm/            MOD on vLLM (sibling requests and a logits processor; needs the `vllm` extra)
 """
 
 from __future__ import annotations
 
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 from .base import Engine
 
 
@@ -16,7 +17,20 @@ def _transformers():
     return TransformersEngine
 
 
-ENGINES = {"transformers": _transformers}
+def _vllm():
+    import importlib.util
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or spec.origin is None:  # (a namespace folder named vllm is not vLLM)
+        raise ConfigError("engine 'vllm' needs vLLM, which is not installed in this environment: "
+                          "`bash scripts/setup.sh --vllm` makes .venv-vllm with it; or use engine 'transformers'",
+                          param="engine")
+    from .vllm import VllmEngine  # imports vLLM itself only when an engine is built
+
+    return VllmEngine
+
+
+ENGINES = {"transformers": _transformers, "vllm": _vllm}
 
 
 def get_engine_class(name: str) -> type[Engine]:
