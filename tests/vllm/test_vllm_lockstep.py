@@ -1,6 +1,9 @@
 """Siblings out of lockstep fail loudly: forced preemption with a tiny KV cache (reservation off) raises
 LockstepError for that prompt, and nothing it emitted before is wrong. System-prompted policies (no LoRA)
-decode on vLLM exactly as on the transformers engine."""
+decode on vLLM exactly as on the transformers engine.
+
+This engine runs as vLLM is deployed: its engine core in another process, the logits processor loaded
+there by name, so the failure reaches the client only through the tokens (protocol.py)."""
 
 from __future__ import annotations
 
@@ -26,12 +29,19 @@ def prompted():
 def tiny_kv_mod(prompted):
     from moddecode import MOD
 
+    import vllm.envs
+
     register_vllm_engine()
     cfg = prompted[0].model.config
     bytes_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
-    return MOD(prompted, engine="vllm", engine_options=dict(
-        enforce_eager=True, max_model_len=MAX_MODEL_LEN, block_size=BLOCK, reserve_kv_cache=False,
-        kv_cache_memory_bytes=(MAX_MODEL_LEN + BLOCK) * bytes_per_token))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+        vllm.envs.disable_envs_cache()  # an in-process engine built earlier froze the environment
+        mod = MOD(prompted, engine="vllm", engine_options=dict(
+            enforce_eager=True, max_model_len=MAX_MODEL_LEN, block_size=BLOCK, reserve_kv_cache=False,
+            kv_cache_memory_bytes=(MAX_MODEL_LEN + BLOCK) * bytes_per_token))
+    yield mod
+    mod.engine.close()
 
 
 def test_system_prompted_policies_equal_the_transformers_engine(tiny_kv_mod, prompted):
@@ -46,6 +56,7 @@ def test_a_preempted_sibling_fails_its_prompt_without_a_wrong_token(tiny_kv_mod,
     from moddecode.engines.vllm import LockstepError
 
     engine = tiny_kv_mod.engine
+    assert not engine.llm.llm_engine.engine_core.__class__.__name__.startswith("Inproc")
     prompt_tokens = sum(len(p.encode(PROMPT)) for p in prompted)
     limit = MAX_MODEL_LEN - max(len(p.encode(PROMPT)) for p in prompted)
     assert prompt_tokens + 2 * limit > MAX_MODEL_LEN + BLOCK, "the siblings must outgrow the KV cache"

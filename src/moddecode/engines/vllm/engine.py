@@ -10,6 +10,7 @@ chosen token; `SiblingGroup` (siblings.py) checks they agree and streams the tex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -116,6 +117,10 @@ class VllmEngine(Engine):
         # (one block is vLLM's null block)
         self.kv_blocks = max((config.cache_config.num_gpu_blocks or 0) - 1, 0) if own["reserve_kv_cache"] else 0
         self._busy = False
+
+    def close(self) -> None:
+        """Stop vLLM's engine core (its process, in multi-process mode)."""
+        self.llm.llm_engine.engine_core.shutdown()
 
     @property
     def device(self) -> torch.device:
@@ -270,19 +275,38 @@ class VllmEngine(Engine):
         running = len(active)
         tokens = self.max_batched_tokens - running  # running rows take one token each, first
         blocks = self.kv_blocks - sum(g.kv_blocks for g in {id(g): g for g, _ in active.values()}.values())
+        admitted = []
         while waiting:
             group, rows = waiting[0]
             need = sum(len(prompt["prompt_token_ids"]) for _, prompt, _, _ in rows)
             # With nothing running any group fits (_check_fits), so this never stalls.
             if running + len(rows) > self.max_num_seqs or need > tokens or group.kv_blocks > blocks:
                 break
-            waiting.popleft()
-            for member, (request_id, prompt, params, lora) in enumerate(rows):
-                self.llm.llm_engine.add_request(request_id, prompt, params, lora_request=lora)
-                active[request_id] = (group, member)
+            admitted.append(waiting.popleft())
             running += len(rows)
             tokens -= need
             blocks -= group.kv_blocks
+        if admitted:
+            with self._scheduler_held():
+                for group, rows in admitted:
+                    for member, (request_id, prompt, params, lora) in enumerate(rows):
+                        self.llm.llm_engine.add_request(request_id, prompt, params, lora_request=lora)
+                        active[request_id] = (group, member)
+
+    @contextlib.contextmanager
+    def _scheduler_held(self):
+        """An engine core in another process keeps stepping while requests arrive one message at a time,
+        and could start a group's first sibling without the others: hold its scheduler (no step starts;
+        adds queue up) until the whole batch of groups is in. In-process, nothing steps between adds."""
+        core = self.llm.llm_engine.engine_core
+        if not hasattr(core, "call_utility"):
+            yield
+            return
+        core.call_utility("pause_scheduler", "keep", False)  # keep running requests; keep the prefix cache
+        try:
+            yield
+        finally:
+            core.call_utility("resume_scheduler")
 
     def _abort(self, request_ids: list[str], active: dict) -> None:
         if request_ids:
