@@ -79,12 +79,13 @@ def test_cancelled_rows_leave_at_once_and_others_are_unaffected(mod):
     other = spec(mod, 1, PROMPTS[3], [0.4, 0.4, 0.2], dict(max_new_tokens=10, ignore_eos=True), key="gone")
     other.is_cancelled = lambda: cancelled["flag"]
     loop.submit([spec(mod, 0, PROMPTS[0], *ROWS[0], key="kept"), other])
-    loop.step()
-    assert len(loop.live) == 2
+    events = loop.step()
+    assert len(loop.live) + sum(e.delta.result is not None for e in events) == 2
     cancelled["flag"] = True
-    loop.step()
+    events += loop.step()
     assert [row.spec.key for row in loop.live] in (["kept"], [])
     results, _ = run_loop(loop, {})
+    results.update({e.key: e.delta.result for e in events if e.delta.result is not None})
     assert "gone" not in results and results["kept"].token_ids == expected.token_ids
     assert loop.live == [] and all(not g.slots for g in loop.rows.groups)  # no leaked KV rows
 
