@@ -21,18 +21,6 @@ HAS_VLLM = _spec is not None and _spec.origin is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (bash scripts/setup.sh --vllm)")
 
 
-def register_vllm_engine() -> None:
-    """Make MOD(..., engine='vllm') work even before the engine registry names it."""
-    from moddecode import engines
-
-    def _vllm():
-        from moddecode.engines.vllm import VllmEngine
-
-        return VllmEngine
-
-    engines.ENGINES.setdefault("vllm", _vllm)
-
-
 @pytest.fixture(scope="session")
 def bundled_adapter_policies():
     """The three bundled LoRA adapters on SmolLM2, and the plain base as reference."""
@@ -48,7 +36,6 @@ def vllm_mod(bundled_adapter_policies):
     """MOD on vLLM over the bundled adapters (with the base as reference); one engine for the session."""
     from moddecode import MOD
 
-    register_vllm_engine()
     policies, reference = bundled_adapter_policies
     return MOD(policies, reference=reference, engine="vllm",
                engine_options=dict(enforce_eager=True, max_model_len=512, kv_cache_memory_bytes=2**30))

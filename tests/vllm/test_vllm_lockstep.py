@@ -8,7 +8,7 @@ there by name, so the failure reaches the client only through the tokens (protoc
 from __future__ import annotations
 
 import pytest
-from conftest import needs_vllm, register_vllm_engine
+from conftest import needs_vllm
 
 from moddecode.demo import DEMO_OBJECTIVES
 
@@ -31,7 +31,6 @@ def tiny_kv_mod(prompted):
 
     import vllm.envs
 
-    register_vllm_engine()
     cfg = prompted[0].model.config
     bytes_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     with pytest.MonkeyPatch.context() as env:
