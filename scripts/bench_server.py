@@ -98,6 +98,9 @@ async def mid_batch_arrival(url: str, model: str, m: int, batch: int, max_tokens
                                                max_tokens)) for c in range(batch)]
     async with httpx.AsyncClient() as http:  # wait until every row of the batch has joined (prefills done)
         while (await http.get(url + "/health")).json()["scheduler"]["running"] < batch:
+            for task in running:
+                if task.done():
+                    task.result()  # a request that failed: raise its error instead of waiting forever
             await asyncio.sleep(0.05)
     admitted = time.perf_counter() - started
     await asyncio.sleep(0.5)
@@ -155,7 +158,7 @@ def main() -> None:
     print(f"policy set {meta.name!r}: {m} policies {mod.names} on {mod.engine.device}, loaded in "
           f"{time.perf_counter() - t0:.1f} s; max_tokens={args.max_tokens}, requests/client={args.requests}, "
           f"torch threads={torch.get_num_threads()}")
-    app = create_app(mod, meta, max_tokens_limit=max(args.max_tokens, 64), max_queue=4096,
+    app = create_app(mod, meta, max_tokens_limit=max(args.max_tokens, 96), max_queue=4096,
                      max_batch_size=args.max_batch_size, batch_window_ms=args.batch_window_ms)
     levels = [int(c) for c in args.clients.split(",")]
     with BackgroundServer(app) as server:

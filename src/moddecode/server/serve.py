@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -27,9 +27,8 @@ def build_app(config: str | Path | Mapping, *, api_key: str | None = None, cache
 
     `allowed_hosts` add to the set's `server.allowed_hosts`."""
     mod, meta, settings = load_server_config(config, cache=cache)
-    options = asdict(settings)
-    options["allowed_hosts"] = (*settings.allowed_hosts, *allowed_hosts)
-    return create_app(mod, meta=meta, api_key=api_key, **options)
+    settings = replace(settings, allowed_hosts=(*settings.allowed_hosts, *allowed_hosts))
+    return create_app(mod, meta, settings, api_key=api_key)
 
 
 def resolve_api_key(api_key: str | None = None, api_key_file: str | Path | None = None) -> str | None:
