@@ -73,13 +73,6 @@ def _log_abs_weights(w: Tensor) -> Tensor:
     return torch.log(w.abs())
 
 
-def _negative_or_sum_above_one(weights: Tensor) -> bool:
-    """alpha and JSD: with w >= 0 and sum(w) <= 1 every token is feasible; past that, policies far above
-    the reference push the argument of (grad f)^-1 out of its domain."""
-    sums = snap_weight_sums(weights.double().sum(dim=0))
-    return bool((weights < 0).any() or (sums > 1).any())
-
-
 class Divergence:
     """A strong-barrier f: its gradient, the gradient's inverse, and (in subclasses) a closed form.
 
@@ -96,11 +89,6 @@ class Divergence:
 
     def needs_reference(self, weight_sum: float) -> bool:
         """Whether the score depends on pi_ref for weights summing to `weight_sum`."""
-        return True
-
-    def can_be_infeasible(self, weights: Tensor) -> bool:
-        """Whether some token inside every weighted policy's support may still fall outside the domain
-        of (grad f)^-1 for these weights ([M, ...]). Unknown for a user's f: assume so."""
         return True
 
     def log_score(self, l: Tensor, w: Tensor, l_ref: Tensor | None, wsum: Tensor) -> Tensor:
@@ -131,9 +119,6 @@ class ReverseKL(Divergence):
     def needs_reference(self, weight_sum: float) -> bool:
         return not on_simplex(weight_sum)
 
-    def can_be_infeasible(self, weights: Tensor) -> bool:
-        return False  # (grad f)^-1 = exp(v - 1) is defined everywhere
-
     def log_score(self, l, w, l_ref, wsum):
         score = _weighted(w, l).sum(dim=0)
         if l_ref is not None:
@@ -149,9 +134,6 @@ class ForwardKL(Divergence):
 
     def needs_reference(self, weight_sum: float) -> bool:
         return False
-
-    def can_be_infeasible(self, weights: Tensor) -> bool:
-        return bool((weights < 0).any())  # sum_i w_i / pi_i > 0 holds whenever all w_i >= 0
 
     def log_score(self, l, w, l_ref, wsum):
         magnitude, sign = signed_logsumexp(_log_abs_weights(w) - l, torch.sign(w).expand_as(l))
@@ -181,9 +163,6 @@ class AlphaDivergence(Divergence):
     def needs_reference(self, weight_sum: float) -> bool:
         return not on_simplex(weight_sum)
 
-    def can_be_infeasible(self, weights: Tensor) -> bool:
-        return _negative_or_sum_above_one(weights)
-
     def log_score(self, l, w, l_ref, wsum):
         a = self.alpha
         ref = torch.zeros_like(l[0]) if l_ref is None else l_ref
@@ -212,9 +191,6 @@ class JensenShannon(Divergence):
 
     def needs_reference(self, weight_sum: float) -> bool:
         return True
-
-    def can_be_infeasible(self, weights: Tensor) -> bool:
-        return _negative_or_sum_above_one(weights)
 
     def log_score(self, l, w, l_ref, wsum):
         if l_ref is None:

@@ -118,8 +118,3 @@ class Weighting:
         if uses_reference and not has_reference:
             raise MissingReferenceError(missing_reference_message(divergence, matrix, remedy), param="weights")
         return cls(matrix, divergence, uses_reference)
-
-    @property
-    def may_be_infeasible(self) -> bool:
-        """Whether some row may have no feasible token (so it should not share a batch with others)."""
-        return self.divergence.can_be_infeasible(self.matrix)

@@ -81,14 +81,13 @@ class _Row:
 class DecodeLoop:
     """Decodes rows token by token over a `RowForward`; rows may be submitted from any thread."""
 
-    def __init__(self, rows: RowForward, tokenizer, eos_ids: set[int], num_policies: int,
-                 max_rows: int | None = None, reference_eos_ids: set[int] = frozenset()):
+    def __init__(self, rows: RowForward, tokenizer, eos_ids: set[int], max_rows: int | None = None,
+                 reference_eos_ids: set[int] = frozenset()):
         self.rows = rows
         self.reference_eos_ids = reference_eos_ids  # also end the rows the reference scores
         self.max_rows = max_rows  # live rows at most; more wait for a free place
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
-        self.num_policies = num_policies
         self._waiting: list[RowSpec] = []
         self._lock = threading.Lock()
         self.live: list[_Row] = []

@@ -44,7 +44,7 @@ class TransformersEngine(Engine):
     def loop(self, max_rows: int | None = None) -> DecodeLoop:
         """A decode loop over all members, for callers that keep submitting rows (a server); at most
         `max_rows` rows decode at once, the others wait for a free place."""
-        return DecodeLoop(self.rows(), self.policies[0].tokenizer, self.eos_ids(False), len(self.policies),
+        return DecodeLoop(self.rows(), self.policies[0].tokenizer, self.eos_ids(False),
                           max_rows=max_rows, reference_eos_ids=self.eos_ids(True))
 
     def decode(self, prompts: list[str], weighting: Weighting, config: DecodingConfig, *,
