@@ -6,7 +6,8 @@ w * W + (1 - w) * (-W') no longer means anything, and its outputs change (degrad
 
 Full models: the bundled base with the 'concise' and 'positive' adapters merged in (the adapted models
 the paper merges). Prints, per weighting, whether MOD's outputs are unchanged and how RS's outputs, scores
-and fluency (mean token log-prob under the base model) move, and writes the table as JSON.
+and fluency (the `fluency` scorer: mean token log-prob
+of each response under the plain base model, averaged over prompts) move, and writes the table as JSON.
 
     .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--json docs/reproduction/h1.json]
 """
@@ -24,7 +25,7 @@ from moddecode import MOD
 from moddecode.adapters import bundled_adapter
 from moddecode.baselines.rewarded_soups import merge_full_models
 from moddecode.eval.grids import two_objective_grid
-from moddecode.eval.scorers import get_scorer
+from moddecode.eval.scorers import FluencyScorer, get_scorer
 from moddecode.policy import LoadedModel, Policy, resolve_source
 from moddecode.train.prefs import read_prompts
 
@@ -46,23 +47,6 @@ def flip_qk(model, layers: int = 2):
             layer.self_attn.q_proj.weight.neg_()
             layer.self_attn.k_proj.weight.neg_()
     return flipped
-
-
-@torch.no_grad()
-def fluency(model, tokenizer, prompts: list[str], texts: list[str]) -> float:
-    """Mean per-token log-probability of the responses under `model` (the un-merged base): higher = more fluent."""
-    policy = policy_of(model, tokenizer, "judge")
-    total, count = 0.0, 0
-    for prompt, text in zip(prompts, texts):
-        prompt_ids = policy.encode(prompt)
-        response_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not response_ids:
-            continue
-        ids = torch.tensor([prompt_ids + response_ids])
-        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].double(), -1)
-        total += float(logprobs[torch.arange(len(response_ids)), torch.tensor(response_ids)].sum())
-        count += len(response_ids)
-    return total / max(count, 1)
 
 
 def policy_of(model, tokenizer, name: str) -> Policy:
@@ -95,6 +79,7 @@ def main() -> None:
     print(f"max |logit difference| original vs flipped: {logit_gap:.2e}; max |W_q difference|: {weight_gap:.3f}")
 
     scorers = {"concise": get_scorer("conciseness"), "positive": get_scorer("vader")}
+    fluent = FluencyScorer(policy_of(base, tokenizer, "plain"))  # mean token log-prob under the plain model
     grid = two_objective_grid(11)
     rows = [(p, w) for w in grid for p in prompts]
     texts = {}
@@ -124,7 +109,7 @@ def main() -> None:
         rs_f, rs_f_t = mean_scores("RS", "flipped", i)
         same_mod = sum(a == b for a, b in zip(mod_o_t, mod_f_t))
         same_rs = sum(a == b for a, b in zip(rs_o_t, rs_f_t))
-        flu_o, flu_f = fluency(base, tokenizer, prompts, rs_o_t), fluency(base, tokenizer, prompts, rs_f_t)
+        flu_o, flu_f = (sum(fluent.score(prompts, chunk)) / len(prompts) for chunk in (rs_o_t, rs_f_t))
         table.append({"weights": list(w), "mod_identical": same_mod, "rs_identical": same_rs,
                       "n": len(prompts), "mod": {"original": mod_o, "flipped": mod_f},
                       "rs": {"original": rs_o, "flipped": rs_f},

@@ -7,6 +7,7 @@ from .pareto import hypervolume, pareto_front
 from .scorers import (
     CallableScorer,
     ConcisenessScorer,
+    FluencyScorer,
     HFRewardScorer,
     LengthScorer,
     LLMJudgeScorer,
@@ -36,6 +37,7 @@ __all__ = [
     "pareto_front",
     "CallableScorer",
     "ConcisenessScorer",
+    "FluencyScorer",
     "HFRewardScorer",
     "LengthScorer",
     "LLMJudgeScorer",

@@ -305,3 +305,83 @@ class LLMJudgeScorer:
             margin = torch.logsumexp(logits[:, self.yes_ids], -1) - torch.logsumexp(logits[:, self.no_ids], -1)
             out.extend(float(v) for v in torch.sigmoid(margin).cpu())
         return out
+
+
+class FluencyScorer:
+    """Mean per-token log-probability of the response given the prompt under a causal LM (higher = more fluent).
+
+    The prompt is encoded exactly as a policy encodes it for generation (`Policy.encode`: the chat template
+    with the generation prompt), the response is its text tokenized without special tokens, and the score is
+    (1 / n) sum_t log p(r_t | prompt, r_<t) over its n tokens, summed in float64. Log-probs are normalised
+    over the tokenizer's vocabulary (padded lm_head rows dropped), as the decoder does. An empty response
+    is scored by the end-of-turn token alone: log p(eos | prompt).
+
+    `model`: a source `Policy.load` accepts (default the bundled 'smollm2') or a ready `Policy`;
+    `adapter`: a LoRA adapter folder to score under instead of the plain model. Batches are right-padded,
+    so a batch scores like one pair at a time.
+    """
+
+    @staticmethod
+    def check_options(model="smollm2", adapter=None, **_) -> None:
+        if adapter is not None and not Path(adapter).expanduser().is_dir():
+            raise ModelLoadError(f"fluency: adapter folder {str(adapter)!r} does not exist; check the path")
+        if isinstance(model, (str, Path)) and str(model) != "smollm2":
+            path = Path(model).expanduser()
+            if path.suffix != ".gguf":
+                _check_source(model, "fluency model")
+            elif not path.is_file():
+                raise ModelLoadError(f"fluency: GGUF file {str(model)!r} does not exist; check the path")
+
+    def __init__(self, model: Any = "smollm2", *, adapter: str | Path | None = None, name: str = "fluency",
+                 batch_size: int = 8, device: str | None = None):
+        from ..policy import Policy
+
+        self.name = name
+        self.batch_size = positive_int(batch_size, "fluency: batch_size")
+        if isinstance(model, Policy):
+            if adapter is not None:
+                raise ConfigError("fluency: pass either a ready Policy or adapter=..., not both")
+            self.policy = model
+        else:
+            self.check_options(model, adapter)
+            self.policy = Policy.load(str(model), adapter=adapter, device=device, name=name)
+        tok = self.policy.tokenizer
+        self.eos_id = next((t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None), None)
+        self.pad_id = next((t for t in (tok.pad_token_id, tok.eos_token_id) if t is not None), 0)
+
+    def encode(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
+        """(prompt ids as the policy formats them, response ids) of one pair."""
+        response_ids = self.policy.tokenizer(response, add_special_tokens=False)["input_ids"]
+        if not response_ids:
+            if self.eos_id is None:
+                raise ConfigError("fluency: the tokenizer has no eos token, so an empty response has no score")
+            response_ids = [self.eos_id]
+        return self.policy.encode(prompt), list(response_ids)
+
+    def _forward_logits(self, ids, mask):
+        policy = self.policy
+        kwargs = {"input_ids": ids, "attention_mask": mask}
+        if policy.base.has_adapters:  # a shared PeftModel: name the adapter (or none) for every row
+            kwargs["adapter_names"] = [policy.peft_adapter] * ids.shape[0]
+        return policy.model(**kwargs).logits[..., : policy.base.vocab_size]
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        import torch
+
+        prompts, responses = check_pairs(prompts, responses, self.name)
+        pairs = [self.encode(p, r) for p, r in zip(prompts, responses)]
+        device = self.policy.base.device
+        out: list[float] = []
+        with torch.inference_mode():
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                ids, mask = _pad([p + r for p, r in chunk], self.pad_id, "right", device)
+                logprobs = torch.log_softmax(self._forward_logits(ids, mask).double(), dim=-1)
+                for row, (prompt_ids, response_ids) in enumerate(chunk):
+                    # position t predicts token t + 1: the response's tokens come from the positions before them
+                    first = len(prompt_ids)
+                    positions = torch.arange(first - 1, first - 1 + len(response_ids), device=device)
+                    targets = torch.tensor(response_ids, device=device)
+                    total = logprobs[row, positions, targets].sum(dtype=torch.float64)
+                    out.append(float(total) / len(response_ids))
+        return out

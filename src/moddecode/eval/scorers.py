@@ -12,8 +12,10 @@ Built-ins:
                  decreasing towards 0 (a bounded "shorter is better").
     hf_reward    a sequence-classification reward model's logit for (prompt, response).
     llm_judge    p(Yes) / (p(Yes) + p(No)) of a chat model asked a yes/no question about the response.
+    fluency      mean per-token log-prob of the response given the chat-formatted prompt under a model
+                 (default the bundled plain SmolLM2; options model=, adapter=).
 
-The protocol lives in `scorer_base`, the two model-backed scorers in `model_scorers`; this module holds
+The protocol lives in `scorer_base`, the model-backed scorers in `model_scorers`; this module holds
 the text scorers and the registry, and re-exports the rest.
 """
 
@@ -26,11 +28,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, ModelLoadError, UnknownNameError
-from .model_scorers import DEFAULT_JUDGE_TEMPLATE, HFRewardScorer, LLMJudgeScorer
+from .model_scorers import DEFAULT_JUDGE_TEMPLATE, FluencyScorer, HFRewardScorer, LLMJudgeScorer
 from .scorer_base import CallableScorer, Scorer, check_pairs
 
-__all__ = ["DEFAULT_JUDGE_TEMPLATE", "CallableScorer", "ConcisenessScorer", "HFRewardScorer", "LLMJudgeScorer",
-           "LengthScorer", "ReadabilityScorer", "Scorer", "VaderScorer", "available_scorers", "check_pairs",
+__all__ = ["DEFAULT_JUDGE_TEMPLATE", "CallableScorer", "ConcisenessScorer", "FluencyScorer", "HFRewardScorer",
+           "LLMJudgeScorer", "LengthScorer", "ReadabilityScorer", "Scorer", "VaderScorer", "available_scorers", "check_pairs",
            "check_scorer_spec", "get_scorer", "register_scorer"]
 
 
@@ -275,6 +277,7 @@ for _name, _cls in {
     "conciseness": ConcisenessScorer,
     "hf_reward": HFRewardScorer,
     "llm_judge": LLMJudgeScorer,
+    "fluency": FluencyScorer,
 }.items():
     register_scorer(_name, _cls)
 del _name, _cls
