@@ -9,7 +9,8 @@ the paper merges). Prints, per weighting, whether MOD's outputs are unchanged an
 and fluency (the `fluency` scorer: mean token log-prob
 of each response under the plain base model, averaged over prompts) move, and writes the table as JSON.
 
-    .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--json docs/reproduction/h1.json]
+    .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--prompts-file data/prompts/heldout.jsonl]
+        [--json docs/reproduction/h1.json]
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("-n", "--max-new-tokens", type=int, default=32)
     parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument("--prompts-file", default="data/prompts/heldout.jsonl",
+                        help="held-out prompts; the last --prompts of them are decoded")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -70,7 +73,7 @@ def main() -> None:
     concise = adapted_full_model(folder, bundled_adapter("concise"))
     positive = adapted_full_model(folder, bundled_adapter("positive"))
     positive_flipped = flip_qk(positive)
-    prompts = [p.prompt for p in read_prompts("data/prompts/general.jsonl")[-args.prompts:]]
+    prompts = [p.prompt for p in read_prompts(args.prompts_file)[-args.prompts:]]
     ids = torch.tensor([policy_of(positive, tokenizer, "p").encode(prompts[0])])
     with torch.no_grad():
         logit_gap = float((positive(input_ids=ids).logits - positive_flipped(input_ids=ids).logits).abs().max())

@@ -21,7 +21,8 @@ SWEEP_HELP = (
 REPORT_HELP = (
     "Write plots and an HTML report for a sweep run.\n\n"
     "RUN is the run folder `moddecode sweep` wrote (default runs/NAME): it holds run.json (the plan and config "
-    "hash), results.sqlite (the rows) and sweep.yaml (the config as given).\n\n"
+    "hash), results.sqlite (the rows) and sweep.yaml (the config as given). A shipped run (docs/reproduction/<run>) "
+    "holds results.jsonl.gz instead of results.sqlite; the report reads it the same way.\n\n"
     "Writes OUT/report.html (self-contained, plots embedded) and OUT/frontier_*.png (default OUT: RUN/report)."
 )
 

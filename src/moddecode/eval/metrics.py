@@ -70,17 +70,11 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int = 200
         raise ConfigError(f"mean_ci needs a non-empty 1-D list of numbers, got shape {x.shape}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ConfigError(f"n_boot must be a positive integer, got {n_boot!r}")
+    idx = _boot_indices(x.size, n_boot, seed)
     mean = float(x.mean())
     if x.size == 1:
         return MeanCI(mean, mean, mean, 1)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    boot = x[idx].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return MeanCI(mean, float(low), float(high), int(x.size))
+    return _percentile_interval(mean, x[idx].mean(axis=1), confidence, int(x.size))
 
 
 def _weights_of(record: Mapping, n_obj: int) -> Weights:
@@ -176,3 +170,86 @@ def win_rates(
         n = wins + losses + ties
         out[w] = WinRate(w, wins, losses, ties, n, (wins + 0.5 * ties) / n)
     return out
+
+
+# --- paired statistics over prompts ---------------------------------------------------------------
+
+
+def _percentile_interval(point: float, boot: np.ndarray, confidence: float, n: int) -> MeanCI:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return MeanCI(point, float(low), float(high), n)
+
+
+def _boot_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ConfigError(f"n_boot must be a positive integer, got {n_boot!r}")
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def paired_difference_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 2000,
+                         seed: int = 0) -> MeanCI:
+    """Mean of a - b over paired items (a[k] and b[k] answer the same prompt) with a percentile-bootstrap
+    interval that resamples the prompts, so both members of a pair are always drawn together."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ConfigError(f"paired_difference_ci needs two equally long non-empty lists, got {x.shape} and {y.shape}")
+    return mean_ci(x - y, confidence=confidence, n_boot=n_boot, seed=seed)
+
+
+def hypervolume_ci(scores: np.ndarray, reference: Sequence[float], confidence: float = 0.95, n_boot: int = 1000,
+                   seed: int = 0) -> MeanCI:
+    """Hypervolume of the mean score vectors with a bootstrap interval over prompts.
+
+    scores: [k points (weightings), n prompts, d objectives], every point scored on the same n prompts.
+    Each bootstrap draw resamples the n prompts once (the same draw for every point), recomputes the k
+    mean vectors and their hypervolume above `reference`. `mean` is the hypervolume of the full sample.
+    """
+    from .pareto import hypervolume
+
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 3 or 0 in s.shape:
+        raise ConfigError(f"hypervolume_ci needs scores [points, prompts, objectives], got shape {s.shape}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence}")
+    point = hypervolume(s.mean(axis=1), reference)
+    n = s.shape[1]
+    if n == 1:
+        return MeanCI(point, point, point, 1)
+    boot = np.array([hypervolume(s[:, idx].mean(axis=1), reference) for idx in _boot_indices(n, n_boot, seed)])
+    return _percentile_interval(point, boot, confidence, n)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Maps each objective to the single policies' range: (x - low) / (high - low).
+
+    low/high: per objective, the min/max over the one-hot (single-adapter) policies' mean scores. An
+    objective on which every single policy has the same mean (no range) is left unscaled (span 1).
+    """
+
+    objectives: tuple[str, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    @classmethod
+    def from_singles(cls, objectives: Sequence[str], single_means: Sequence[Sequence[float]]) -> "Normalizer":
+        m = np.asarray(single_means, dtype=np.float64)
+        objs = _check_objectives(objectives)
+        if m.ndim != 2 or m.shape[1] != len(objs) or m.shape[0] == 0:
+            raise ConfigError(f"single_means must be [policies, {len(objs)} objectives], got shape {m.shape}")
+        return cls(tuple(objs), tuple(float(v) for v in m.min(axis=0)), tuple(float(v) for v in m.max(axis=0)))
+
+    @property
+    def span(self) -> np.ndarray:
+        span = np.asarray(self.high) - np.asarray(self.low)
+        return np.where(span > 0, span, 1.0)
+
+    def __call__(self, values):
+        """values [..., d] in objective order -> the same shape, normalised."""
+        return (np.asarray(values, dtype=np.float64) - np.asarray(self.low)) / self.span
+
+    def record(self, record: Mapping) -> dict:
+        """A metrics record with its objectives' scores normalised (other score columns unchanged)."""
+        vec = self(_score_vector(record, self.objectives))
+        return {**record, "scores": {**record["scores"], **dict(zip(self.objectives, vec.tolist()))}}

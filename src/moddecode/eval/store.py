@@ -220,3 +220,36 @@ class _Transaction:
         else:
             self.conn.execute("ROLLBACK")
         return False
+
+
+def export_rows(store_path: str | Path, config_hash: str, out_path: str | Path) -> int:
+    """Write one config's rows (and the config) as gzip-compressed JSON lines; returns the row count.
+
+    The bytes depend on the rows alone (no timestamps in the gzip header), so a re-export of the same
+    rows is the same file. `read_export` reads it back.
+    """
+    import gzip
+
+    with ResultStore(store_path) as store:
+        rows, config = store.rows(config_hash), store.config(config_hash)
+    lines = [_canonical_json({"config_hash": config_hash, "config": config})]
+    lines += [_canonical_json({"prompt_id": r.prompt_id, "method": r.method, "weights": list(r.weights),
+                               "response": r.response, "scores": r.scores}) for r in rows]
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    Path(out_path).write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+    return len(rows)
+
+
+def read_export(path: str | Path) -> tuple[str, dict | None, list[ResultRow]]:
+    """(config hash, config, rows) of a file `export_rows` wrote."""
+    import gzip
+
+    try:
+        lines = gzip.decompress(Path(path).read_bytes()).decode("utf-8").splitlines()
+        head = json.loads(lines[0])
+        rows = [json.loads(line) for line in lines[1:] if line.strip()]
+        chash = head["config_hash"]
+        return chash, head.get("config"), [ResultRow(chash, r["prompt_id"], r["method"], tuple(r["weights"]),
+                                                      r["response"], r["scores"], 0.0) for r in rows]
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as e:
+        raise ConfigError(f"{path} is not a results export written by export_rows ({type(e).__name__}: {e})") from None

@@ -29,7 +29,8 @@ def render_html(s: Summary, pngs: list[Path]) -> str:
     for p in pngs:
         data = base64.b64encode(p.read_bytes()).decode("ascii")
         parts.append(f"<div><img alt='{e(p.stem)}' src='data:image/png;base64,{data}'></div>")
-    parts += [_front_table(s), _pivot_table(s), _means_table(s), _wins_tables(s), _examples(s), "</body></html>"]
+    parts += [_front_table(s), _normalisation_note(s), _paired_tables(s), _pivot_table(s), _means_table(s),
+              _wins_tables(s), _examples(s), "</body></html>"]
     return "\n".join(parts)
 
 
@@ -63,12 +64,52 @@ def _front_table(s: Summary) -> str:
     ref = ", ".join(f"{x:.4g}" for x in s.reference_point)
     best = max(s.hypervolumes.values())
     body = "".join(
-        f"<tr><td>{e(m)}</td><td class='num{' best' if s.hypervolumes[m] == best else ''}'>{s.hypervolumes[m]:.5g}"
-        f"</td><td>{len(s.points(m)[0])}</td><td>{e(' '.join(_wlabel(w) for w in s.fronts[m]))}</td></tr>"
-        for m in s.methods)
+        f"<tr><td>{e(m)}</td><td class='num{' best' if s.hypervolumes[m] == best else ''}'>"
+        f"{_ci(s.hypervolume_cis[m], '.5g')}</td>{_column_means(s, m)}<td>{len(s.points(m)[0])}</td>"
+        f"<td>{e(' '.join(_wlabel(w) for w in s.fronts[m]))}</td></tr>" for m in s.methods)
     return (f"<h2>Hypervolume and Pareto fronts</h2><p class='note'>Hypervolume of each method's mean points "
-            f"(one per weighting) above the reference point ({e(ref)}) — {e(how)}.</p><table><tr><th>method</th>"
-            f"<th>hypervolume</th><th>points</th><th>weightings on the Pareto front</th></tr>{body}</table>")
+            f"(one per weighting) above the reference point ({e(ref)}) — {e(how)}. The interval resamples the "
+            f"prompts (the same draw for every weighting), recomputes the mean points and their hypervolume "
+            f"(95% percentile bootstrap).</p><table><tr><th>method</th><th>hypervolume [95% CI]</th>"
+            f"{_column_heads(s, 'mean ')}<th>points</th><th>weightings on the Pareto front</th></tr>{body}</table>")
+
+
+def _column_heads(s: Summary, prefix: str = "") -> str:
+    return "".join(f"<th>{html.escape(prefix + c)}</th>" for c in s.columns)
+
+
+def _column_means(s: Summary, method: str) -> str:
+    """Each extra column (e.g. fluency) averaged over a method's cells."""
+    cells = [c for (m, _), c in s.cells.items() if m == method]
+    return "".join(f"<td class='num'>{sum(c.columns[i].mean for c in cells) / len(cells):.4f}</td>"
+                   for i in range(len(s.columns)))
+
+
+def _normalisation_note(s: Summary) -> str:
+    if s.normalizer is None:
+        return ("<p class='note'>Objectives are <b>not normalised</b> (some single policy has no rows): "
+                "w-weighted scores and win rates use raw scores.</p>")
+    spans = "; ".join(f"{o}: [{lo:.4g}, {hi:.4g}]" for o, lo, hi in zip(s.objectives, s.normalizer.low,
+                                                                       s.normalizer.high))
+    return ("<p class='note'>Before any w-weighted score or win rate, each objective is normalised by the single "
+            f"policies' range, (x - min) / (max - min) over their mean scores: {html.escape(spans)}.</p>")
+
+
+def _paired_tables(s: Summary) -> str:
+    e = html.escape
+    if not s.paired:
+        return ""
+    out = ["<h2>Paired differences (MOD − RS)</h2><p class='note'>Per weighting, the mean over prompts of "
+           "MOD's score minus RS's on the same prompt, with a 95% paired bootstrap interval (prompts resampled, "
+           "seed 0). An interval that excludes 0 is a difference; one that contains 0 is a tie at this sample size. "
+           "The w-weighted column uses the normalised objectives.</p>"]
+    heads = "".join(f"<th>Δ {e(o)}</th>" for o in s.objectives) + "<th>Δ w-weighted</th>" + _column_heads(s, "Δ ")
+    for a, b, table in s.paired:
+        rows = "".join(f"<tr><td>{e(_wlabel(w))}</td><td class='num'>{p.weighted.n}</td>"
+                       + "".join(f"<td class='num'>{_ci(x)}</td>" for x in (*p.objectives, p.weighted, *p.columns))
+                       + "</tr>" for w, p in table.items())
+        out.append(f"<h3>{e(a)} − {e(b)}</h3><table><tr><th>w</th><th>n</th>{heads}</tr>{rows}</table>")
+    return "".join(out)
 
 
 def _pivot_table(s: Summary) -> str:
@@ -78,44 +119,57 @@ def _pivot_table(s: Summary) -> str:
     for w, row in s.pivot:
         best = max(row.values()) if row else None
         cells = "".join(f"<td class='num{' best' if row.get(m) == best else ''}'>"
-                        f"{'' if m not in row else f'{row[m]:.4f}'}</td>" for m in s.methods)
+                        f"{'' if m not in row else f'{row[m]:.4f}'}{_beside(s, m, w)}</td>" for m in s.methods)
         body.append(f"<tr><td>{e(_wlabel(w))}</td>{cells}</tr>")
     formula = " + ".join(f"w{i + 1}·{o}" for i, o in enumerate(s.objectives))
-    return (f"<h2>w-weighted score (paper Table 4)</h2><p class='note'>{e(formula)} of each method's mean scores at "
-            f"weighting w; single policies answer the same way at every w. Best per row in bold.</p>"
-            f"<table><tr><th>w</th>{head}</tr>{''.join(body)}</table>")
+    beside = f" Beside each score: {', '.join(s.columns)} (mean)." if s.columns else ""
+    return (f"<h2>w-weighted score (paper Table 4)</h2><p class='note'>{e(formula)} of each method's mean "
+            f"{'normalised ' if s.normalizer else ''}scores at weighting w; single policies answer the same way at "
+            f"every w. Best per row in bold.{e(beside)}</p><table><tr><th>w</th>{head}</tr>{''.join(body)}</table>")
+
+
+def _beside(s: Summary, method: str, w) -> str:
+    """The extra columns' means of one cell, in small print ('' without extra columns)."""
+    cell = s.single_cell(method) if method.startswith(SINGLE_PREFIX) else s.cells.get((method, w))
+    if cell is None or not s.columns:
+        return ""
+    return "<br><small>" + ", ".join(f"{c.mean:.3f}" for c in cell.columns) + "</small>"
 
 
 def _means_table(s: Summary) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(o)}</th>" for o in s.objectives)
+    head = "".join(f"<th>{e(o)}</th>" for o in s.objectives + s.columns)
     body = []
     for m in s.methods:
         for w in s.points(m)[0]:
             c = s.cells[(m, w)]
-            cells = "".join(f"<td class='num'>{_ci(x)}</td>" for x in c.means)
+            cells = "".join(f"<td class='num'>{_ci(x)}</td>" for x in (*c.means, *c.columns))
             body.append(f"<tr><td>{e(m)}</td><td>{e(_wlabel(w))}</td><td class='num'>{c.weighted.n}</td>{cells}"
                         f"<td class='num'>{_ci(c.weighted)}</td></tr>")
     return ("<h2>Mean scores with 95% bootstrap confidence intervals</h2><table><tr><th>method</th><th>w</th>"
             f"<th>n</th>{head}<th>w-weighted</th></tr>{''.join(body)}</table>")
 
 
-def _ci(x: MeanCI) -> str:
-    return f"{x.mean:.4f} [{x.low:.4f}, {x.high:.4f}]"
+def _ci(x: MeanCI, fmt: str = ".4f") -> str:
+    return f"{x.mean:{fmt}} [{x.low:{fmt}}, {x.high:{fmt}}]"
 
 
 def _wins_tables(s: Summary) -> str:
     e = html.escape
     if not s.wins:
         return "<h2>Win rates</h2><p class='note'>No MOD rows, or nothing to compare MOD with.</p>"
-    out = ["<h2>Win rates</h2><p class='note'>Per weighting w: how often A's w-weighted score beats B's on the "
-           "same prompt (ties count half).</p>"]
+    out = ["<h2>Win rates</h2><p class='note'>Per weighting w: how often A's w-weighted score "
+           f"({'normalised objectives' if s.normalizer else 'raw objectives'}) beats B's on the same prompt (ties "
+           "count half).</p>"]
     for a, b, table in s.wins:
         rows = "".join(f"<tr><td>{e(_wlabel(w))}</td><td class='num'>{r.wins}</td><td class='num'>{r.losses}</td>"
-                       f"<td class='num'>{r.ties}</td><td class='num'>{r.n}</td><td class='num'>{r.rate:.3f}</td></tr>"
-                       for w, r in table.items())
+                       f"<td class='num'>{r.ties}</td><td class='num'>{r.n}</td><td class='num'>{r.rate:.3f}</td>"
+                       + "".join(f"<td class='num'>{_beside(s, m, w).removeprefix('<br><small>').removesuffix('</small>')}"
+                                 "</td>" for m in ((a, b) if s.columns else ()))
+                       + "</tr>" for w, r in table.items())
+        beside = "".join(f"<th>{e(m)}: {e(', '.join(s.columns))}</th>" for m in (a, b)) if s.columns else ""
         out.append(f"<h3>{e(a)} vs {e(b)}</h3><table><tr><th>w</th><th>wins</th><th>losses</th><th>ties</th>"
-                   f"<th>n</th><th>win rate</th></tr>{rows}</table>")
+                   f"<th>n</th><th>win rate</th>{beside}</tr>{rows}</table>")
     return "".join(out)
 
 

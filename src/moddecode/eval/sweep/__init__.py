@@ -15,6 +15,7 @@ YAML file's folder):
     scorers:                         # one per policy, same order: scorer i measures policy i's objective
       - {type: conciseness, target_words: 20}
       - {type: vader, name: positivity}
+    extra_scorers: [{type: fluency}] # optional: scored beside the objectives, shown in every table, never weighted
     grid: {type: two_objective, n: 11}   # or simplex / explicit / negative (see eval.grids),
                                          # a list of weightings, or a list of such specs (their union)
     methods: [mod, rs, single]       # default: all three

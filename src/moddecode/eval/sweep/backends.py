@@ -41,7 +41,7 @@ class Worker:
         self.mod_configs = {name: self.decoding.merged(divergence=div) for name, div in config.mod_methods()}
         # each policy alone: only its own forward pass runs
         self.singles = {SINGLE_PREFIX + policy.name: MOD([policy]) for policy in self.policies}
-        self.scorers = [get_scorer(spec) for spec in config.scorers]
+        self.scorers = [get_scorer(spec) for spec in config.all_scorers]
         self._rs: tuple[tuple[float, ...], MOD] | None = None  # the last merged model (batches are per weighting)
         self._rs_base = None
 
@@ -59,7 +59,7 @@ class Worker:
         columns = [scorer.score(prompts, texts) for scorer in self.scorers]
         return [
             {"prompt_id": j.prompt_id, "method": j.method, "weights": j.weights, "response": text,
-             "scores": {obj: float(col[k]) for obj, col in zip(self.config.objectives, columns)}}
+             "scores": {obj: float(col[k]) for obj, col in zip(self.config.score_names, columns)}}
             for k, (j, text) in enumerate(zip(jobs, texts))
         ]
 

@@ -27,10 +27,13 @@ from .layout import SINGLE_PREFIX
 from .prompts import load_prompts
 
 TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "divergences", "device", "dtype", "decoding",
-                  "prompts", "scorers", "grid", "methods", "rs", "batch_size", "report"]
+                  "prompts", "scorers", "extra_scorers", "grid", "methods", "rs", "batch_size", "report"]
 METHOD_KINDS = ["mod", "rs", "single"]
 RS_MERGES = ["exact", "factor_average"]
-REPORT_KEYS = ["reference_point", "examples"]
+REPORT_KEYS = ["reference_point", "examples", "claims"]
+# which of the paper's claims a run tests (eval.report.claims judges them): the MOD-vs-RS frontier (Fig. 1-3,
+# Table 4), the same with three objectives, with another f-divergence (JSD / alpha), and negative weights (Table 1)
+CLAIM_KINDS = ["frontier", "three_objectives", "divergence", "negative_weights"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,17 @@ class SweepConfig:
     batch_size: int = 32
     report: dict = field(default_factory=dict)
     hash_basis: dict = field(default_factory=dict)  # policies, reference and dtype as written in the config
+    extra_scorers: tuple[dict, ...] = ()  # get_scorer specs scored beside the objectives (e.g. fluency), never weighted
+    columns: tuple[str, ...] = ()  # their names
+
+    @property
+    def all_scorers(self) -> tuple[dict, ...]:
+        """Objective scorers (in policy order), then the extra columns."""
+        return self.scorers + self.extra_scorers
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        return self.objectives + self.columns
 
     @property
     def policy_names(self) -> list[str]:
@@ -88,7 +102,8 @@ class SweepConfig:
         return {**self.hash_basis, "divergences": list(self.divergences), "decoding": self.decoding,
                 "scorers": list(self.scorers), "objectives": list(self.objectives), "rs_merge": self.rs_merge,
                 "prompts_sha256": digest,
-                "files_sha256": fingerprints(referenced_paths(self.policy_set, self.scorers))}
+                "files_sha256": fingerprints(referenced_paths(self.policy_set, self.all_scorers)),
+                **({"extra_scorers": list(self.extra_scorers)} if self.extra_scorers else {})}
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -124,6 +139,7 @@ def parse_sweep_config(raw: dict, base_dir: Path, default_name: str) -> SweepCon
     weightings = _grid(raw["grid"], len(specs))
     _check_reference_needs(divergences, weightings, len(specs), reference is not None)
     scorers, objectives = _scorers(raw["scorers"], len(specs))
+    extra_scorers, columns = _extra_scorers(raw.get("extra_scorers") or [], objectives)
     methods = _methods(raw.get("methods", METHOD_KINDS))
     rs_merge = _rs_merge(raw.get("rs") or {})
     prompts, prompts_source = load_prompts(raw["prompts"], base_dir)
@@ -134,6 +150,7 @@ def parse_sweep_config(raw: dict, base_dir: Path, default_name: str) -> SweepCon
         scorers=scorers, objectives=objectives, weightings=weightings, methods=methods, rs_merge=rs_merge,
         rs_skip_reason=rs_skip_reason(specs), batch_size=positive_int(raw.get("batch_size", 32), "`batch_size`"),
         report=_report(raw.get("report") or {}, len(specs)), hash_basis=hash_basis,
+        extra_scorers=extra_scorers, columns=columns,
     )
 
 
@@ -193,18 +210,29 @@ def _scorers(entries, num_policies: int) -> tuple[tuple[dict, ...], tuple[str, .
     if len(entries) != num_policies:
         raise ConfigError(f"`scorers` has {len(entries)} entries but there are {num_policies} policies; give one "
                           "scorer per policy, in the same order (scorer i measures policy i's objective)")
+    return _scorer_specs(entries, "scorers", ())
+
+
+def _extra_scorers(entries, objectives: tuple[str, ...]) -> tuple[tuple[dict, ...], tuple[str, ...]]:
+    if not isinstance(entries, list):
+        raise ConfigError("`extra_scorers` must be a list of scorers measured beside the objectives, e.g. "
+                          "[{type: fluency}]")
+    return _scorer_specs(entries, "extra_scorers", objectives) if entries else ((), ())
+
+
+def _scorer_specs(entries: list, key: str, taken: tuple[str, ...]) -> tuple[tuple[dict, ...], tuple[str, ...]]:
     specs = []
     for i, entry in enumerate(entries):
         spec = {"type": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, Mapping) else None
         if spec is None or not isinstance(spec.get("type"), str):
-            raise ConfigError(f"scorers[{i}] must be a name or a mapping with `type`, got {entry!r}")
+            raise ConfigError(f"{key}[{i}] must be a name or a mapping with `type`, got {entry!r}")
         check_scorer_spec(spec)  # type, option names, model paths: no model loads
         specs.append(spec)
-    objectives = [str(s.get("name", s["type"])) for s in specs]
-    if len(set(objectives)) != len(objectives):
-        raise ConfigError(f"scorer names must be distinct (they name the objectives), got {objectives}; "
+    names = [str(s.get("name", s["type"])) for s in specs]
+    if len(set(taken + tuple(names))) != len(taken) + len(names):
+        raise ConfigError(f"scorer names must be distinct (they name the score columns), got {[*taken, *names]}; "
                           "give repeated types a `name`, e.g. {type: vader, name: positivity}")
-    return tuple(specs), tuple(objectives)
+    return tuple(specs), tuple(names)
 
 
 def _methods(value) -> tuple[str, ...]:
@@ -264,4 +292,7 @@ def _report(entry, num_policies: int) -> dict:
         raise ConfigError(f"report.reference_point must be {num_policies} finite numbers (one per objective, "
                           f"worse than every score), got {ref!r}")
     examples = positive_int(entry.get("examples", 2), "report.examples", minimum=0)
-    return {"reference_point": ref, "examples": examples}
+    claims = entry.get("claims", [])
+    if not isinstance(claims, list) or any(c not in CLAIM_KINDS for c in claims):
+        raise ConfigError(f"report.claims must be a list drawn from {CLAIM_KINDS}, got {claims!r}")
+    return {"reference_point": ref, "examples": examples, **({"claims": claims} if claims else {})}

@@ -3,6 +3,7 @@
     RUN_DIR/run.json         the plan: name, config hash, objectives, methods, weightings, prompts, ...
     RUN_DIR/results.sqlite   the rows (eval.store.ResultStore), keyed by config hash
     RUN_DIR/sweep.yaml       the config as given
+    RUN_DIR/results.jsonl.gz a shipped run's rows (eval.store.export_rows), read when results.sqlite is absent
 
 This module imports nothing else of the sweep, so the report depends on the layout alone.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 RUN_FILE, STORE_FILE, CONFIG_COPY = "run.json", "results.sqlite", "sweep.yaml"
+EXPORT_FILE = "results.jsonl.gz"  # a run's rows, compressed, for shipping: the report reads it when there is no store
 SINGLE_PREFIX = "single:"  # method name of a policy decoded alone: "single:<policy name>"
 
 
@@ -26,6 +28,7 @@ def write_run_file(run_dir: Path, config, chash: str, skipped: dict, seconds: fl
     """run.json: what `moddecode report` needs to find and label this run's rows (`config`: a SweepConfig)."""
     info: dict[str, Any] = {
         "name": config.name, "config_hash": chash, "store": STORE_FILE, "objectives": list(config.objectives),
+        "columns": list(config.columns),
         "policies": config.policy_set["policies"], "divergences": list(config.divergences),
         "methods": config.method_names(), "skipped": skipped, "weightings": [list(w) for w in config.weightings],
         "prompts": [{"id": i, "prompt": t} for i, t in config.prompts], "prompts_source": config.prompts_source,

@@ -1,0 +1,151 @@
+"""Regenerate docs/reproduction/ from the committed configs: one command, resumable, with progress.
+
+    bash scripts/reproduce.sh            # = .venv/bin/python scripts/reproduce.py
+    bash scripts/reproduce.sh --smoke    # 2 prompts x 8 new tokens per config: checks the whole pipeline
+
+Steps, each printed as it starts and timed:
+1. every config in examples/repro/*.yaml is swept into runs/repro/<config> (`moddecode sweep`; a rerun
+   resumes from its results.sqlite and recomputes nothing);
+2. each run is shipped to docs/reproduction/<config>/: run.json, sweep.yaml, results.jsonl.gz (the rows,
+   compressed) and the report (report.html, PNGs) recomputed from that export, so
+   `moddecode report docs/reproduction/<config>` regenerates every table from the shipped file;
+3. H.1 (scripts/h1_flip_experiment.py -> docs/reproduction/h1.json; reused when present, --redo-h1 reruns);
+4. docs/reproduction/README.md: the claims table (eval/report/claims.py: explicit rules on paired
+   intervals, stated in the page), then each run's tables and the H.1 table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from moddecode.eval.report import summarize, write_report
+from moddecode.eval.report.claims import (claims_markdown, frontier_claim, h1_claim, negative_weights_claim,
+                                          theory_claims)
+from moddecode.eval.report.markdown import h1_markdown, run_markdown
+from moddecode.eval.store import export_rows
+from moddecode.eval.sweep import load_sweep_config, run_sweep
+from moddecode.eval.sweep.layout import CONFIG_COPY, EXPORT_FILE, RUN_FILE, STORE_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
+CLAIM_TEXT = {"frontier": ("MOD's frontier beats RS's (Fig. 1-3, Table 4)", 2),
+              "three_objectives": ("the same with three objectives (Fig. 3, Table 4)", 3),
+              "divergence": ("MOD works under other f-divergences: JSD, alpha (App. D, Table 6)", 2)}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def smoke(cfg):
+    """The same sweep on 2 prompts with 8 new tokens (a pipeline check, not a result)."""
+    return dataclasses.replace(cfg, name=cfg.name + "-smoke", prompts=cfg.prompts[:2],
+                               decoding={**cfg.decoding, "max_new_tokens": 8})
+
+
+def sweep_and_ship(path: Path, runs: Path, docs: Path, args) -> Path:
+    cfg = load_sweep_config(path)
+    cfg = smoke(cfg) if args.smoke else cfg
+    run_dir, ship = runs / path.stem, docs / path.stem
+    start = time.time()
+    result = run_sweep(cfg, run_dir, progress=not args.no_progress, config_text=path.read_text(), log=log)
+    log(f"  {path.stem}: {result.total} rows, {result.already_done} already done, {result.added} added in "
+        f"{time.time() - start:.0f} s")
+    ship.mkdir(parents=True, exist_ok=True)
+    for name in (RUN_FILE, CONFIG_COPY):
+        shutil.copy(run_dir / name, ship / name)
+    (ship / STORE_FILE).unlink(missing_ok=True)  # the report must read the shipped export
+    count = export_rows(run_dir / STORE_FILE, result.config_hash, ship / EXPORT_FILE)
+    files = write_report(ship, ship)
+    log(f"  shipped {count} rows to {ship / EXPORT_FILE} ({(ship / EXPORT_FILE).stat().st_size // 1024} KiB); "
+        f"report {files.html}")
+    return ship
+
+
+def run_h1(docs: Path, args) -> dict | None:
+    out = docs / "h1.json"
+    if args.skip_h1:
+        return json.loads(out.read_text()) if out.is_file() else None
+    if out.is_file() and not args.redo_h1:
+        log(f"H.1: reusing {out} (pass --redo-h1 to rerun)")
+        return json.loads(out.read_text())
+    prompts, tokens = (2, 8) if args.smoke else (args.h1_prompts, args.h1_tokens)
+    log(f"H.1: scripts/h1_flip_experiment.py --prompts {prompts} -n {tokens}")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "h1_flip_experiment.py"), "--prompts", str(prompts),
+                    "-n", str(tokens), "--json", str(out)], check=True, cwd=ROOT)
+    return json.loads(out.read_text())
+
+
+def claims_for(summaries: dict, h1: dict | None) -> list:
+    claims = theory_claims()
+    for stem, s in summaries.items():
+        for kind in s.info.get("report", {}).get("claims", []):
+            ours = f"`{stem}/`"
+            if kind == "negative_weights":
+                claims.append(negative_weights_claim(s, ours))
+            else:
+                paper, min_positive = CLAIM_TEXT[kind]
+                claims.append(frontier_claim(s, stem, paper, ours, min_positive=min_positive))
+    claims.append(h1_claim(h1))
+    return claims
+
+
+def write_page(docs: Path, summaries: dict, h1: dict | None, args) -> Path:
+    claims = claims_for(summaries, h1)
+    parts = ["# Reproduction in miniature: MOD vs Rewarded Soups on the bundled adapters", "",
+             "Generated by `bash scripts/reproduce.sh` from the configs in `examples/repro/`"
+             + (" (**--smoke: 2 prompts x 8 tokens, a pipeline check, not a result**)" if args.smoke else "")
+             + ". Each run folder ships its rows (`results.jsonl.gz`); `moddecode report docs/reproduction/<run>` "
+             "recomputes every table from them. Objectives are normalised by the single adapters' range before "
+             "any w-weighted score or win rate; differences are paired over prompts (same prompts, bootstrap "
+             "seed 0). The adapters and their own held-out evaluation: `scripts/eval_adapters.py` "
+             "(`adapters_eval.json`).", "", "## The paper's claims, side by side", "", claims_markdown(claims),
+             "## Runs", ""]
+    parts += [run_markdown(s, s.info["name"], stem) for stem, s in summaries.items()]
+    if h1:
+        parts += ["## H.1: flip the sign of Q and K in the last two layers", "", h1_markdown(h1)]
+    page = docs / "README.md"
+    page.write_text("\n".join(parts))
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", type=Path, default=ROOT / "examples" / "repro")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "repro", help="where the sweeps resume from")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "reproduction")
+    parser.add_argument("--only", nargs="*", default=None, help="config stems to sweep (the page uses all shipped)")
+    parser.add_argument("--smoke", action="store_true", help="2 prompts x 8 new tokens per config")
+    parser.add_argument("--skip-h1", action="store_true", help="use docs/h1.json if present, never run H.1")
+    parser.add_argument("--redo-h1", action="store_true")
+    parser.add_argument("--h1-prompts", type=int, default=100)
+    parser.add_argument("--h1-tokens", type=int, default=160)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    configs = sorted(args.configs.glob("*.yaml"))
+    todo = [c for c in configs if args.only is None or c.stem in args.only]
+    total = time.time()
+    for i, path in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] sweep {path.name}")
+        sweep_and_ship(path, args.runs, args.docs, args)
+    # the page: every config's shipped run (those not swept this time as they were last shipped)
+    summaries = {c.stem: summarize(args.docs / c.stem) for c in configs if (args.docs / c.stem / EXPORT_FILE).is_file()}
+    h1 = run_h1(args.docs, args)
+    page = write_page(args.docs, summaries, h1, args)
+    log(f"wrote {page} in {time.time() - total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
