@@ -20,7 +20,11 @@ def make_prefs_command(
     temperature: float = typer.Option(1.0),
     top_p: float = typer.Option(0.95),
     pairs_per_prompt: int = typer.Option(1, help="k-th best vs k-th worst pairs per prompt."),
-    margin: float = typer.Option(0.0, help="Keep a pair only if chosen beats rejected by more than this."),
+    margin: list[str] = typer.Option(["0"], help="Keep a pair only if chosen beats rejected by more than this: "
+                                     "a number for every objective, or OBJECTIVE=NUMBER (repeat; scorers differ in scale)."),
+    style: list[str] = typer.Option([], help="OBJECTIVE=SYSTEM PROMPT (repeat): also answer each prompt once under "
+                                    "this system prompt; that objective's pairs come from the plain answers and this one."),
+    prompts_per_batch: int = typer.Option(8, help="Prompts decoded together (each with k + styles rows)."),
 ) -> None:
     """Sample K responses per prompt from the reference policy, score them, write chosen/rejected pairs.
 
@@ -30,12 +34,46 @@ def make_prefs_command(
         from ..train.prefs import make_prefs
 
         files = make_prefs(source, prompts_file, scorer, out_dir, k=k, seed=seed, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p, pairs_per_prompt=pairs_per_prompt, margin=margin)
+                           temperature=temperature, top_p=top_p, pairs_per_prompt=pairs_per_prompt,
+                           margin=_parse_margins(margin), styles=_parse_named(style, "--style", str),
+                           prompts_per_batch=prompts_per_batch)
         for objective, path in files.items():
             count = sum(1 for _ in path.open())
             typer.echo(f"{objective}: {count} pairs -> {path}")
 
     run_guarded(go)
+
+
+def _parse_named(items: list[str], option: str, convert) -> dict:
+    """{name: value} from NAME=VALUE options, with an error naming the bad one."""
+    from ..errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{option} {item!r}: write OBJECTIVE=VALUE, e.g. {option} conciseness=...")
+        try:
+            out[name.strip()] = convert(value)
+        except ValueError:
+            raise ConfigError(f"{option} {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def _parse_margins(items: list[str]):
+    """One bare number applies to every objective; OBJECTIVE=NUMBER entries set one each."""
+    from ..errors import ConfigError
+
+    bare = [item for item in items if "=" not in item]
+    if len(bare) > 1:
+        raise ConfigError(f"--margin: give at most one bare number (the default), got {bare}")
+    margins = _parse_named([item for item in items if "=" in item], "--margin", float)
+    if bare:
+        try:
+            margins["*"] = float(bare[0])
+        except ValueError:
+            raise ConfigError(f"--margin {bare[0]!r} is not a number") from None
+    return margins
 
 
 def train(
