@@ -1,7 +1,7 @@
 """Regenerate docs/reproduction/ from the committed configs: one command, resumable, with progress.
 
     bash scripts/reproduce.sh            # = .venv/bin/python scripts/reproduce.py
-    bash scripts/reproduce.sh --smoke    # 2 prompts x 8 new tokens per config: checks the whole pipeline
+    bash scripts/reproduce.sh --smoke    # 2 prompts x 8 new tokens per config, into runs/repro-smoke/ (a check)
 
 Steps, each printed as it starts and timed:
 1. every config in examples/repro/*.yaml is swept into runs/repro/<config> (`moddecode sweep`; a rerun
@@ -118,8 +118,10 @@ def write_page(docs: Path, summaries: dict, h1: dict | None, args) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", type=Path, default=ROOT / "examples" / "repro")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "repro", help="where the sweeps resume from")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "reproduction")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="where the sweeps resume from (default runs/repro; with --smoke runs/repro-smoke)")
+    parser.add_argument("--docs", type=Path, default=None, help="the page and shipped runs (default "
+                        "docs/reproduction; with --smoke runs/repro-smoke/docs, so a smoke never replaces results)")
     parser.add_argument("--only", nargs="*", default=None, help="config stems to sweep (the page uses all shipped)")
     parser.add_argument("--smoke", action="store_true", help="2 prompts x 8 new tokens per config")
     parser.add_argument("--skip-h1", action="store_true", help="use docs/h1.json if present, never run H.1")
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    args.runs = args.runs or ROOT / "runs" / ("repro-smoke" if args.smoke else "repro")
+    args.docs = args.docs or (args.runs / "docs" if args.smoke else ROOT / "docs" / "reproduction")
     if args.threads:
         import torch
 
