@@ -58,6 +58,9 @@ def test_demo_batches_every_prompt_and_weighting(smol_policies):
         assert names == expected
         assert [r.weights for r in rows] == [(1, 0, 0), (0, 0, 1)]
         assert all(r.response.strip() for r in rows)
+        # the scores printed beside each response are those of that response
+        assert all(r.scores["words"] == len(r.response.split()) for r in rows)
+        assert all(-1 <= r.scores["VADER"] <= 1 for r in rows)
 
 
 def test_gguf_path_and_alias_share_one_model(smol_policies):

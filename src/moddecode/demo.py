@@ -27,11 +27,16 @@ DEMO_WEIGHTINGS = [
 ]
 
 
+# what the demo prints beside each response, so the steering is visible: {label: scorer}
+DEMO_MEASURES = {"words": "length", "VADER": "vader", "Flesch": "readability"}
+
+
 @dataclass(frozen=True)
 class DemoRow:
     prompt: str
     weights: tuple[float, ...]
     response: str
+    scores: dict[str, float]  # DEMO_MEASURES of the response
 
 
 def demo_objectives(prompted: bool = False) -> dict[str, str]:
@@ -47,9 +52,10 @@ def load_demo_policies(source: str = "smollm2", prompted: bool = False):
     return [Policy.load(source, adapter=bundled_adapter(name), name=name) for name in DEMO_ADAPTERS]
 
 
-def run_demo(prompts=None, weightings=None, *, max_new_tokens: int = 48, divergence: str = "reverse_kl",
+def run_demo(prompts=None, weightings=None, *, max_new_tokens: int = 160, divergence: str = "reverse_kl",
              source: str = "smollm2", prompted: bool = False) -> tuple[list[str], list[DemoRow]]:
-    """Decode every prompt at every weighting in ONE batched call (a weight vector per row)."""
+    """Decode every prompt at every weighting in ONE batched call (a weight vector per row), and score each."""
+    from .eval.scorers import get_scorer
     from .mod import MOD
 
     prompts = list(prompts or DEMO_PROMPTS)
@@ -58,4 +64,7 @@ def run_demo(prompts=None, weightings=None, *, max_new_tokens: int = 48, diverge
     mod = MOD(policies, divergence=divergence)
     rows = [(p, w) for p in prompts for w in weightings]
     texts = mod.generate([p for p, _ in rows], [list(w) for _, w in rows], max_new_tokens=max_new_tokens)
-    return mod.names, [DemoRow(p, w, t) for (p, w), t in zip(rows, texts)]
+    asked = [p for p, _ in rows]
+    scores = {label: get_scorer(spec).score(asked, texts) for label, spec in DEMO_MEASURES.items()}
+    return mod.names, [DemoRow(p, w, t, {label: float(s[i]) for label, s in scores.items()})
+                       for i, ((p, w), t) in enumerate(zip(rows, texts))]

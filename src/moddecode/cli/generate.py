@@ -114,7 +114,7 @@ def generate(
 
 
 def demo(
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", "-n", help="Tokens per response."),
+    max_new_tokens: int = typer.Option(160, "--max-new-tokens", "-n", help="Most tokens per response (EOS ends one sooner)."),
     prompt: list[str] = typer.Option([], "--prompt", help="Prompt to use instead of the built-in ones (repeat)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="A weighting like 1,0,0 (repeat; default: five)."),
     divergence: str = typer.Option("reverse_kl", "--divergence", "-d", help="reverse_kl, forward_kl, jsd or alpha:<a>."),
@@ -142,9 +142,14 @@ def demo(
             table = Table(title=f"[bold]{p}[/bold]", show_lines=True, expand=True)
             table.add_column("weights\n" + "\n".join(names), no_wrap=True, ratio=1)
             table.add_column("response", ratio=5)
+            table.add_column("words\nVADER\nFlesch", no_wrap=True, justify="right", ratio=1)
             for r in rows:
                 if r.prompt == p:
-                    table.add_row(", ".join(f"{x:g}" for x in r.weights), r.response.strip())
+                    s = r.scores
+                    table.add_row(", ".join(f"{x:g}" for x in r.weights), r.response.strip(),
+                                  f"{s['words']:.0f}\n{s['VADER']:+.2f}\n{s['Flesch']:.0f}")
             console.print(table)
+        console.print("words: length; VADER: sentiment, -1 (negative) to +1 (positive); Flesch: reading ease, "
+                      "higher is easier.")
 
     run_guarded(go)
