@@ -14,6 +14,8 @@ Schema (unknown keys are errors, with "did you mean"):
     defaults: {max_new_tokens: 128, strategy: greedy, weights: [0.4, 0.3, 0.3], ...}  # any DecodingConfig field
     device: cpu                    # optional (default: cuda if available)
     dtype: float32                 # optional: float32, bfloat16, float16
+    engine: transformers           # optional: what runs the models, "transformers" (default) or "vllm"
+    engine_options: {tensor_parallel_size: 2, max_model_len: 4096}   # optional, passed to the engine
     server: {...}                  # read by moddecode.server.config, ignored here
 
 Relative `source`/`adapter` paths are resolved against the YAML file's folder.
@@ -36,7 +38,8 @@ from .errors import ConfigError
 from .mod import MOD
 from .policy import ModelCache, Policy
 
-TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "defaults", "device", "dtype", "server"]
+TOP_LEVEL_KEYS = ["name", "policies", "reference", "divergence", "defaults", "device", "dtype", "engine",
+                  "engine_options", "server"]
 POLICY_KEYS = ["name", "source", "adapter", "system_prompt", "objective"]
 REFERENCE_KEYS = ["source", "adapter", "system_prompt"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,6 +67,7 @@ class PolicySetMeta:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # the decoding defaults as written (+ "weights")
     server: Mapping[str, Any] = field(default_factory=dict)  # raw `server:` section
     path: Path | None = None
+    engine: str = "transformers"
 
     @property
     def default_weights(self) -> list[float]:
@@ -97,11 +101,17 @@ class PolicySetMeta:
                    divergence=mod.divergence.name)
 
 
-def load_policy_set(path_or_dict: str | Path | Mapping, *,
-                    cache: ModelCache | None = None) -> tuple[MOD, PolicySetMeta]:
-    """Load a policy set from a YAML file or an already-parsed mapping; returns (MOD, meta)."""
+def load_policy_set(path_or_dict: str | Path | Mapping, *, cache: ModelCache | None = None,
+                    engine: str | None = None, for_server: bool = False) -> tuple[MOD, PolicySetMeta]:
+    """Load a policy set from a YAML file or an already-parsed mapping; returns (MOD, meta).
+
+    `engine` replaces the set's `engine:`; `for_server` builds the engine the server drives (on vLLM:
+    its async engine)."""
     raw, base_dir, path = _read(path_or_dict)
     check_keys("policy set", raw, TOP_LEVEL_KEYS)
+    engine, engine_options = _engine(engine or raw.get("engine"), raw.get("engine_options"))
+    if for_server and engine == "vllm":
+        engine_options["async_engine"] = True
     specs = _policy_specs(raw.get("policies"), base_dir)
     reference = _reference_spec(raw.get("reference"), base_dir)
     name = raw.get("name", "mod")
@@ -120,9 +130,10 @@ def load_policy_set(path_or_dict: str | Path | Mapping, *,
         return Policy.load(spec.source, adapter=spec.adapter, system_prompt=spec.system_prompt, name=spec.name,
                            device=device, dtype=dtype, cache=cache)
 
-    mod = MOD([load(s) for s in specs], reference=load(reference) if reference else None, divergence=divergence)
+    mod = MOD([load(s) for s in specs], reference=load(reference) if reference else None, divergence=divergence,
+              engine=engine, engine_options=engine_options)
     meta = PolicySetMeta(name=name, policies=tuple(specs), reference=reference, divergence=divergence,
-                         defaults=defaults, server=dict(server), path=path)
+                         defaults=defaults, server=dict(server), path=path, engine=engine)
     return mod, meta
 
 
@@ -225,6 +236,20 @@ def _divergence(top_level, in_defaults) -> str:
         raise ConfigError(f"the policy set names two divergences ({top!r} at the top, {in_defaults!r} under "
                           "defaults); keep one")
     return top or in_defaults or "reverse_kl"
+
+
+def _engine(name, options) -> tuple[str, dict]:
+    """The engine's name (checked against the registry, before any model loads) and its options."""
+    from .engines import get_engine_class
+
+    name = name or "transformers"
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"`engine_options` must be a mapping of engine settings, got {options!r}")
+    get_engine_class(name)  # unknown names ("did you mean"), or vLLM not installed: fail before loading models
+    if options and name == "transformers":
+        raise ConfigError(f"`engine_options` {dict(options)} are for engine 'vllm'; the transformers engine takes "
+                          "none (set `engine: vllm`, or drop them)")
+    return name, dict(options or {})
 
 
 def _dtype(value) -> torch.dtype | None:

@@ -15,6 +15,10 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 # vLLM's CPU worker drops torch to one thread unless told otherwise; the transformers engine that the
 # tests compare against runs in this same process and would crawl.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+# On a CPU shared with other work, vLLM's CPU worker binding its OpenMP threads to cores, and threads
+# spinning at barriers, make a step wait for whatever else runs on those cores (seconds per token here).
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Not just find_spec: with tests/ on sys.path this very folder is a namespace package named "vllm".
 _spec = importlib.util.find_spec("vllm")
 HAS_VLLM = _spec is not None and _spec.origin is not None

@@ -19,6 +19,10 @@ def serve(
                                 "read it in `ps`; prefer $MODDECODE_API_KEY or --api-key-file."),
     api_key_file: Optional[Path] = typer.Option(
         None, "--api-key-file", help="Read the API key from this file (default: $MODDECODE_API_KEY)."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="What runs the models: 'transformers' (in this process) or 'vllm' (vLLM's async "
+                               "engine; needs `bash scripts/setup.sh --vllm`). Default: the policy set's `engine:`, "
+                               "else transformers."),
     allowed_hosts: Optional[str] = typer.Option(
         None, "--allowed-hosts", help="Comma-separated Host names to answer besides localhost, IP addresses and "
                                       "--host, e.g. gpu-box.lan,*.example.com ('*': any). Others get 421 "
@@ -36,6 +40,7 @@ def serve(
             logging.getLogger("moddecode.server").warning(
                 "--api-key is visible to every user of this machine (`ps`); prefer $MODDECODE_API_KEY or --api-key-file")
         hosts = [h.strip() for h in (allowed_hosts or "").split(",") if h.strip()]
-        run_server(config, host=host, port=port, api_key=api_key, api_key_file=api_key_file, allowed_hosts=hosts)
+        run_server(config, host=host, port=port, api_key=api_key, api_key_file=api_key_file, allowed_hosts=hosts,
+                   engine=engine)
 
     run_guarded(go)

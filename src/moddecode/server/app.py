@@ -40,7 +40,7 @@ from .errors import ApiError, from_library, from_validation
 from .exchange import respond
 from .middleware import BodyLimit, TrustedHosts, bearer_auth
 from .planner import RequestPlanner
-from .scheduler import QueueFullError, Scheduler
+from .scheduler import JobScheduler, QueueFullError, Scheduler
 
 STATIC_FILES = {"playground.html": "text/html", "playground.js": "text/javascript", "playground.css": "text/css"}
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -57,7 +57,7 @@ def create_app(mod: MOD, meta: PolicySetMeta | None = None, settings: ServerSett
     settings = dataclasses.replace(settings or ServerSettings(), **overrides)  # validates
     meta = meta or PolicySetMeta.from_mod(mod)
     planner = RequestPlanner(mod, meta, max_tokens_limit=settings.max_tokens_limit, max_prompts=settings.max_queue)
-    scheduler = Scheduler(mod, max_batch=settings.max_batch_size, max_queue=settings.max_queue,
+    scheduler = make_scheduler(mod, max_batch=settings.max_batch_size, max_queue=settings.max_queue,
                           window_s=settings.batch_window_ms / 1000)
 
     @asynccontextmanager
@@ -115,6 +115,15 @@ def create_app(mod: MOD, meta: PolicySetMeta | None = None, settings: ServerSett
         return await respond(request, scheduler, plan, "text", req)
 
     return app
+
+
+def make_scheduler(mod: MOD, *, max_batch: int = 32, max_queue: int = 256, window_s: float = 0.0) -> JobScheduler:
+    """The scheduler for `mod`'s engine: vLLM's async engine for 'vllm', else the `DecodeLoop`."""
+    if mod.engine.name == "vllm":
+        from .vllm_scheduler import VllmScheduler
+
+        return VllmScheduler(mod, max_batch=max_batch, max_queue=max_queue, window_s=window_s)
+    return Scheduler(mod, max_batch=max_batch, max_queue=max_queue, window_s=window_s)
 
 
 def _model_cards(planner: RequestPlanner, meta: PolicySetMeta, created: int, max_tokens_limit: int) -> list[dict]:

@@ -60,9 +60,12 @@ class ServerSettings:
         return cls(**section)
 
 
-def load_server_config(path_or_dict: str | Path | Mapping, *, cache: ModelCache | None = None
-                       ) -> tuple[MOD, PolicySetMeta, ServerSettings]:
-    """Load the policy set and its server settings (settings are checked before any model loads)."""
+def load_server_config(path_or_dict: str | Path | Mapping, *, cache: ModelCache | None = None,
+                       engine: str | None = None) -> tuple[MOD, PolicySetMeta, ServerSettings]:
+    """Load the policy set and its server settings (settings are checked before any model loads).
+
+    `engine` replaces the set's `engine:` ('transformers' or 'vllm'); a vLLM engine is built for the
+    server (vLLM's async engine, started by the app)."""
     if not isinstance(path_or_dict, Mapping):
         import yaml
 
@@ -74,5 +77,5 @@ def load_server_config(path_or_dict: str | Path | Mapping, *, cache: ModelCache 
     if section is not None and not isinstance(section, Mapping):
         raise ConfigError(f"`server` must be a mapping, got {section!r}")
     settings = ServerSettings.from_mapping(section)
-    mod, meta = load_policy_set(path_or_dict, cache=cache)
+    mod, meta = load_policy_set(path_or_dict, cache=cache, engine=engine, for_server=True)
     return mod, meta, settings

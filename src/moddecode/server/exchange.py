@@ -17,7 +17,7 @@ from ..errors import ModDecodeError
 from . import responses, schemas
 from .errors import ApiError, from_library
 from .planner import Plan
-from .scheduler import Event, Job, Scheduler
+from .scheduler import Event, Job, JobScheduler
 
 
 class ClientGone(Exception):
@@ -33,7 +33,7 @@ def plan_jobs(plan: Plan, sink: asyncio.Queue) -> list[Job]:
             for c in range(plan.choices)]
 
 
-async def respond(request: Request, scheduler: Scheduler, plan: Plan, kind: str, req: schemas.GenerationRequest):
+async def respond(request: Request, scheduler: JobScheduler, plan: Plan, kind: str, req: schemas.GenerationRequest):
     """Queue the plan's rows and answer as JSON, or as server-sent events with `stream`."""
     sink: asyncio.Queue[Event] = asyncio.Queue()
     jobs = plan_jobs(plan, sink)
@@ -139,8 +139,7 @@ async def _sse(plan: Plan, kind: str, jobs: list[Job], sink: asyncio.Queue, even
 
 def _cancel(jobs: list[Job]) -> None:
     for job in jobs:
-        if not job.finished:
-            job.cancelled = True
+        job.cancel()
 
 
 def _raise_if_error(event: Event) -> None:

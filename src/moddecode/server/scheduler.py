@@ -1,5 +1,10 @@
 """Continuous batching for the server: requests join the running batch at the next decode step.
 
+`JobScheduler` is the seam between the HTTP side and an engine: `submit` a request's jobs (rows),
+each job receives `Event`s (text, result or error) on its request's queue, `Job.cancel` on a hang-up.
+`Scheduler` (here) runs the transformers engine's `DecodeLoop`; `VllmScheduler` (vllm_scheduler.py)
+hands the rows to vLLM's async engine, whose own scheduler batches them. `app.make_scheduler` picks one.
+
 Every prompt (and every choice of it, for `n` > 1) of every request becomes a `Job`: one row of the
 engine's `DecodeLoop`, with its own weights, divergence, strategy and limits. One worker thread steps
 the loop while it has rows; a newcomer is prefilled at the next step and decodes alongside the rows
@@ -16,8 +21,10 @@ import asyncio
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..decoding import DecodingConfig, Generation, RowSpec, TokenLogprob, get_strategy
 from ..mod import MOD
@@ -56,6 +63,14 @@ class Job:
         self.loop = asyncio.get_running_loop()
         self.cancelled = False  # the client went away
         self.finished = False
+        self.on_cancel: Callable[[], None] | None = None  # set by a scheduler that must act at once
+
+    def cancel(self) -> None:
+        """The client went away: stop decoding this row (called on the event loop)."""
+        if not self.finished and not self.cancelled:
+            self.cancelled = True
+            if self.on_cancel is not None:
+                self.on_cancel()
 
     def row(self) -> RowSpec:
         return RowSpec(self.prompt, self.weights, self.config, self.max_new_tokens, uses_reference=self.uses_reference,
@@ -77,7 +92,40 @@ class Job:
         self._send(Event(self.index, error=error))
 
 
-class Scheduler:
+class JobScheduler(ABC):
+    """Decodes the server's jobs; every implementation answers with the same events."""
+
+    max_queue: int
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start decoding (called in the app's lifespan, on its event loop)."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop decoding and release the engine's workers."""
+
+    @property
+    @abstractmethod
+    def num_queued(self) -> int:
+        """Rows waiting for a place."""
+
+    @abstractmethod
+    def submit(self, jobs: list[Job]) -> None:
+        """Queue all rows of one request, or none of them: QueueFullError (429) if they do not fit now,
+        a ModDecodeError (400) if the engine cannot decode one of them."""
+
+    @abstractmethod
+    def stats(self) -> dict:
+        """Scheduling statistics for GET /health."""
+
+    def _check_room(self, jobs: list[Job]) -> None:
+        if self.num_queued + len(jobs) > self.max_queue:
+            raise QueueFullError(f"the server queue is full ({self.num_queued} of {self.max_queue} rows waiting); "
+                                 "retry shortly")
+
+
+class Scheduler(JobScheduler):
     """Feeds jobs to one `DecodeLoop` on a worker thread, stepping it while any row is live."""
 
     def __init__(self, mod: MOD, *, max_batch: int = 32, max_queue: int = 256, window_s: float = 0.0):
@@ -126,9 +174,7 @@ class Scheduler:
         """Queue all rows of one request, or none of them (QueueFullError) if they do not fit now."""
         if self._thread is None:
             raise RuntimeError("Scheduler.start() was not called")
-        if self.num_queued + len(jobs) > self.max_queue:
-            raise QueueFullError(f"the server queue is full ({self.num_queued} of {self.max_queue} rows waiting); "
-                                 "retry shortly")
+        self._check_room(jobs)
         for job in jobs:
             if get_strategy(job.config.strategy).choose is None:
                 self._solo.append(job)

@@ -22,11 +22,11 @@ API_KEY_ENV = "MODDECODE_API_KEY"
 
 
 def build_app(config: str | Path | Mapping, *, api_key: str | None = None, cache=None,
-              allowed_hosts: list[str] | tuple[str, ...] = ()):
+              allowed_hosts: list[str] | tuple[str, ...] = (), engine: str | None = None):
     """Load a policy set (YAML path or mapping) with its `server:` settings and create the app.
 
-    `allowed_hosts` add to the set's `server.allowed_hosts`."""
-    mod, meta, settings = load_server_config(config, cache=cache)
+    `allowed_hosts` add to the set's `server.allowed_hosts`; `engine` replaces the set's `engine:`."""
+    mod, meta, settings = load_server_config(config, cache=cache, engine=engine)
     settings = replace(settings, allowed_hosts=(*settings.allowed_hosts, *allowed_hosts))
     return create_app(mod, meta, settings, api_key=api_key)
 
@@ -53,8 +53,8 @@ def resolve_api_key(api_key: str | None = None, api_key_file: str | Path | None 
 
 def run_server(config_path: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                log_level: str = "info", *, api_key_file: str | Path | None = None,
-               allowed_hosts: list[str] | tuple[str, ...] = ()) -> None:
-    """Serve the policy set in `config_path` until interrupted.
+               allowed_hosts: list[str] | tuple[str, ...] = (), engine: str | None = None) -> None:
+    """Serve the policy set in `config_path` (on `engine`, default: the set's `engine:`) until interrupted.
 
     The API key is `api_key`, else the contents of `api_key_file`, else $MODDECODE_API_KEY. Requests
     are answered for Host names localhost, IP addresses, `host` and `allowed_hosts` (plus the set's
@@ -67,7 +67,7 @@ def run_server(config_path: str | Path, host: str = "127.0.0.1", port: int = 800
         log.warning("listening on %s without an API key: anyone who can reach this address can use the models; "
                     "set $%s or pass --api-key-file", host, API_KEY_ENV)
     names = [*allowed_hosts, *([host] if host and not is_ip(host) else [])]  # IP addresses are always allowed
-    app = build_app(config_path, api_key=api_key, allowed_hosts=names)
+    app = build_app(config_path, api_key=api_key, allowed_hosts=names, engine=engine)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
@@ -90,7 +90,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "BackgroundServer":
+    def start(self, timeout: float = 600.0) -> "BackgroundServer":
         import uvicorn
 
         # Bind here (port 0 = any free port) and hand the socket over: no race for the port number.

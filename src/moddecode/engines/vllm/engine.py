@@ -26,6 +26,7 @@ from ...errors import ConfigError, UnknownNameError
 from ...policy import Policy, check_shared_vocabulary
 from ...weights import Weighting
 from ..base import Engine
+from .admission import Capacity
 from .protocol import PROCESSOR_NAME, GroupTag
 from .siblings import SiblingGroup
 
@@ -44,6 +45,9 @@ MOD_OPTIONS = {
     # vLLM never has to preempt one (a preempted sibling fails its group). False: admit as vLLM would
     # and rely on the lockstep check (more concurrency when outputs end well before their limit).
     "reserve_kv_cache": True,
+    # Build vLLM's async engine (for `moddecode serve`, which sets it) instead of the offline `LLM`
+    # that `MOD.generate` steps; the server starts it in its event loop.
+    "async_engine": False,
 }
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's max_lora_rank accepts
 
@@ -99,28 +103,52 @@ class VllmEngine(Engine):
         self.folder = next(iter(folders.values()))
         adapters = sorted({a for a in map(_adapter_folder, everyone) if a is not None})
         own = {name: options.pop(name, default) for name, default in MOD_OPTIONS.items()}
-        if not isinstance(own["reserve_kv_cache"], bool):
-            raise ConfigError(f"engine option reserve_kv_cache must be true or false, got {own['reserve_kv_cache']!r}",
-                              param="engine_options")
+        for name in MOD_OPTIONS:
+            if not isinstance(own[name], bool):
+                raise ConfigError(f"engine option {name} must be true or false, got {own[name]!r}",
+                                  param="engine_options")
         options = self._options(options, adapters, policies[0])
-        from vllm import LLM
         from vllm.lora.request import LoRARequest
 
         self.lora_requests = {a: LoRARequest(f"moddecode-{i}", i + 1, a) for i, a in enumerate(adapters)}
-        self.llm = LLM(self.folder, tokenizer=self.folder, logits_processors=[PROCESSOR_NAME],
-                       enable_chunked_prefill=False, **options)
-        config = self.llm.llm_engine.vllm_config
+        self.reserve_kv_cache = own["reserve_kv_cache"]
+        self.engine_kwargs = dict(model=self.folder, tokenizer=self.folder, logits_processors=[PROCESSOR_NAME],
+                                  enable_chunked_prefill=False, **options)
+        self.llm = None  # vllm.LLM: decode() steps it
+        self.async_llm = None  # vllm.v1 AsyncLLM: the server's (see asynchronous.py)
+        self._busy = False
+        if not own["async_engine"]:
+            from vllm import LLM
+
+            self.llm = LLM(**self.engine_kwargs)
+            self._read_config(self.llm.llm_engine.vllm_config)
+
+    def start_async(self):
+        """Build vLLM's async engine (AsyncLLM: it steps by itself, continuously batching whatever
+        requests arrive) for this engine's policies; call it in the event loop that will use it."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if self.async_llm is None:
+            kwargs = {"disable_log_stats": True, **self.engine_kwargs}
+            self.async_llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+            self._read_config(self.async_llm.vllm_config)
+        return self.async_llm
+
+    def _read_config(self, config) -> None:
         self.max_model_len = config.model_config.max_model_len
-        self.max_num_seqs = config.scheduler_config.max_num_seqs
-        self.max_batched_tokens = config.scheduler_config.max_num_batched_tokens
         self.block_size = config.cache_config.block_size
         # (one block is vLLM's null block)
-        self.kv_blocks = max((config.cache_config.num_gpu_blocks or 0) - 1, 0) if own["reserve_kv_cache"] else 0
-        self._busy = False
+        kv_blocks = max((config.cache_config.num_gpu_blocks or 0) - 1, 0) if self.reserve_kv_cache else 0
+        self.capacity = Capacity(config.scheduler_config.max_num_seqs,
+                                 config.scheduler_config.max_num_batched_tokens, kv_blocks)
 
     def close(self) -> None:
         """Stop vLLM's engine core (its process, in multi-process mode)."""
-        self.llm.llm_engine.engine_core.shutdown()
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+        if self.async_llm is not None:
+            self.async_llm.shutdown()
 
     @property
     def device(self) -> torch.device:
@@ -155,15 +183,21 @@ class VllmEngine(Engine):
 
         Raises LockstepError if a prompt's siblings fall out of step (no text past that point is emitted).
         """
+        if self.llm is None:
+            raise ConfigError("this vLLM engine was built for the server (engine option async_engine=true); "
+                              "build MOD without that option to call generate() or stream()")
         if logprobs is not None:
             raise ConfigError("per-token log-probs are not available on the vLLM engine yet; use the transformers "
                               "engine (the default) for them", param="logprobs")
         groups, requests = self._plan(prompts, weighting, config, limits, diagnostics)  # bad input fails now
         return self._run(groups, requests)
 
-    def _plan(self, prompts: list[str], weighting: Weighting, config: DecodingConfig, limits: list[int],
-              diagnostics: bool):
-        """Validate a call and build its sibling groups and vLLM requests (nothing is submitted yet)."""
+    def _plan(self, prompts: list, weighting: Weighting, config: DecodingConfig, limits: list[int],
+              diagnostics: bool, first_index: int = 0):
+        """Validate a call and build its sibling groups and vLLM requests (nothing is submitted yet).
+
+        Prompt j is row `first_index + j` of its call: its group's index, and its sampling stream (seed +
+        that index)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -187,7 +221,7 @@ class VllmEngine(Engine):
         call = uuid.uuid4().hex[:12]
         groups, requests = [], []
         for j, prompt in enumerate(prompts):
-            column = w[:, j]
+            column, row = w[:, j], first_index + j
             # As the transformers engine: the reference runs only for rows whose weights need it.
             uses_reference = div.needs_reference(float(column.sum()))
             members = [*self.policies, *([self.reference] if uses_reference else [])]
@@ -198,14 +232,14 @@ class VllmEngine(Engine):
                 temperature=0.0, max_tokens=limits[j], ignore_eos=True, stop_token_ids=sorted(eos),
                 detokenize=False, output_kind=RequestOutputKind.DELTA)
             ids = [p.encode(prompt) for p in members]
-            group = SiblingGroup(j, [f"mod-{call}-{j}-{k}" for k in range(len(members))],
+            group = SiblingGroup(row, [f"mod-{call}-{j}-{k}" for k in range(len(members))],
                                  TextTracker(self.tokenizer, config.stop), limits[j], eos, column.tolist(), div.name,
                                  kv_blocks=self._kv_blocks_needed(ids, limits[j]))
             self._check_fits(group, ids)
             tag = dict(group=f"{call}-{j}", members=len(members), num_policies=m, reference=uses_reference,
                        weights=tuple(column.tolist()), divergence=div.name, scope=config.scope,
                        strategy=config.strategy, vocab_size=self.vocab_size,
-                       seed=None if config.seed is None else config.seed + j,
+                       seed=None if config.seed is None else config.seed + row,
                        temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
             rows = []
             for k, (policy, prompt_ids) in enumerate(zip(members, ids)):
@@ -222,6 +256,11 @@ class VllmEngine(Engine):
         """KV-cache blocks the siblings take at their longest (0 when not reserving)."""
         return sum(-(-(len(i) + limit) // self.block_size) for i in ids) if self.kv_blocks else 0
 
+    @property
+    def kv_blocks(self) -> int:
+        """KV-cache blocks MOD groups may reserve (0: not reserving)."""
+        return self.capacity.kv_blocks
+
     def _check_fits(self, group: SiblingGroup, ids: list[list[int]]) -> None:
         index, limit = group.index, group.limit
         if group.kv_blocks > self.kv_blocks > 0:
@@ -234,10 +273,11 @@ class VllmEngine(Engine):
             raise ConfigError(f"prompt {index}: {longest} prompt tokens + {limit} new tokens exceed vLLM's "
                               f"max_model_len {self.max_model_len}; shorten it, lower max_new_tokens, or raise "
                               "engine_options max_model_len")
-        if sum(map(len, ids)) > self.max_batched_tokens or len(ids) > self.max_num_seqs:
+        cap = self.capacity
+        if sum(map(len, ids)) > cap.max_batched_tokens or len(ids) > cap.max_num_seqs:
             raise ConfigError(f"prompt {index}: its {len(ids)} sibling requests ({sum(map(len, ids))} prompt "
                               f"tokens) do not fit in one vLLM step (max_num_batched_tokens "
-                              f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}), so they cannot "
+                              f"{cap.max_batched_tokens}, max_num_seqs {cap.max_num_seqs}), so they cannot "
                               "start together; raise those engine_options or shorten the prompt")
 
     def _run(self, groups: list[SiblingGroup], requests: list[list[tuple]]) -> Iterator[TextDelta]:
@@ -270,22 +310,10 @@ class VllmEngine(Engine):
             self._busy = False
 
     def _admit(self, waiting: deque, active: dict) -> None:
-        """Submit whole groups while one step can start all their siblings (prompt tokens, sequences) and,
-        when reserving, the KV cache can hold every admitted group to its full length."""
-        running = len(active)
-        tokens = self.max_batched_tokens - running  # running rows take one token each, first
-        blocks = self.kv_blocks - sum(g.kv_blocks for g in {id(g): g for g, _ in active.values()}.values())
-        admitted = []
-        while waiting:
-            group, rows = waiting[0]
-            need = sum(len(prompt["prompt_token_ids"]) for _, prompt, _, _ in rows)
-            # With nothing running any group fits (_check_fits), so this never stalls.
-            if running + len(rows) > self.max_num_seqs or need > tokens or group.kv_blocks > blocks:
-                break
-            admitted.append(waiting.popleft())
-            running += len(rows)
-            tokens -= need
-            blocks -= group.kv_blocks
+        """Submit the groups one step can start (see admission.py); running rows decode one token each."""
+        groups = {id(g): g for g, _ in active.values()}.values()
+        admitted = self.capacity.admit(waiting, rows=len(active), tokens=len(active),
+                                       blocks=sum(g.kv_blocks for g in groups))
         if admitted:
             with self._scheduler_held():
                 for group, rows in admitted:

@@ -64,10 +64,13 @@ class SiblingGroup:
         if finish_reason is not None:
             self.finish[member] = finish_reason
 
-    def advance(self) -> Iterator[TextDelta]:
+    def advance(self, settled: bool = True) -> Iterator[TextDelta]:
         """Consume the positions every sibling has returned; yields text, sets `result` when finished.
 
         Call after each engine step. Raises LockstepError / InfeasibleWeightsError for a failed group.
+        settled=False: the siblings' outputs may not all have arrived yet (vLLM's async engine hands
+        each request its outputs separately), so unequal lengths are not yet a failure; they are once
+        every sibling has finished.
         """
         lengths = [len(t) for t in self.tokens]
         common = min(lengths)
@@ -90,10 +93,11 @@ class SiblingGroup:
             if piece:
                 yield TextDelta(self.index, piece)
         # Siblings are scheduled together, so after any engine step they hold equally many tokens.
-        if max(lengths) != common:
+        settled = settled or all(f is not None for f in self.finish)
+        if settled and max(lengths) != common:
             self._fail(Failure.LOCKSTEP, common)
         unexpected = [f for f in self.finish if f is not None and f not in EXPECTED_FINISH]
-        if unexpected or (any(f is not None for f in self.finish) and not self.done):
+        if unexpected or (settled and any(f is not None for f in self.finish) and not self.done):
             raise LockstepError(f"prompt {self.index}: vLLM ended its MOD sibling requests early "
                                 f"(finish reasons {self.finish}) after {self.position} tokens; no text "
                                 "past that point was emitted. Check the vLLM log for the cause.", self.index)
