@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 venv=.venv extras=all
 for arg in "$@"; do
   case "$arg" in
-    --vllm) venv=.venv-vllm extras=test,server,vllm ;;
+    --vllm) venv=.venv-vllm extras=test,server,eval,vllm ;;
     *) echo "error: unknown option $arg (usage: bash scripts/setup.sh [--vllm])" >&2; exit 2 ;;
   esac
 done

@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# The exact commands that produced the adapters in src/moddecode/adapters/ (issue 4), on the bundled
-# SmolLM2-135M-Instruct, CPU only. ~6 min for the preference data, ~5-10 min per adapter on 2 cores.
+# Issue 12's recipe for the bundled adapters in src/moddecode/adapters/, on the bundled SmolLM2-135M-Instruct.
+# Every step resumes where it stopped when run again.
+#   bash scripts/train_bundled_adapters.sh            # needs .venv and .venv-vllm (bash scripts/setup.sh [--vllm])
+# NOT YET RUN TO THE END: the adapters shipped today come from the previous recipe (git show
+# 106f984:scripts/train_bundled_adapters.sh, on the 120 prompts of data/prompts/train.jsonl at that commit;
+# their moddecode.json holds that data's sha256). On 2 CPU cores this recipe needs many hours (a DPO step of
+# batch 8 at 160 tokens took ~115 s with other work running); on a GPU it is minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-M=.venv/bin/moddecode
 A=src/moddecode/adapters
-# 1. Preference data: 4 sampled responses per training prompt, scored by four offline scorers.
-$M make-prefs data/prompts/train.jsonl -o runs/prefs --scorer conciseness --scorer vader --scorer readability \
-   --scorer length -k 4 -n 64 --seed 0
+# 0. Training prompts: templates x topics, deduplicated against the held-out prompts.
+.venv/bin/python scripts/make_train_prompts.py --heldout data/prompts/heldout.jsonl --out data/prompts/train.jsonl
+# 1. Preference data (vLLM samples ~3x faster than the transformers engine on 2 cores): per prompt, 2 plain
+#    answers plus one under each objective's style prompt, sampled to EOS (at most 192 tokens). An objective's
+#    pair is its best complete answer against its worst, among the plain ones and its own style's.
+VLLM_LOGGING_LEVEL=WARNING .venv-vllm/bin/moddecode make-prefs data/prompts/train.jsonl -o runs/prefs \
+  --engine vllm --engine-option gpu_memory_utilization=0.2 --prompts-per-batch 32 \
+  --scorer conciseness --scorer vader --scorer readability -k 2 -n 192 --temperature 0.8 --top-p 0.95 --seed 0 \
+  --margin conciseness=0.1 --margin vader=0.2 --margin readability=10 \
+  --style "conciseness=Answer in one short sentence." \
+  --style "vader=You are a cheerful, optimistic assistant. Use warm, happy, positive words like great, wonderful, love, enjoy and fun." \
+  --style "readability=Explain things simply: use short sentences and easy, everyday words, as if talking to a young child."
 # 2. One reverse-KL adapter per objective.
-common=(--epochs 2 --lr 5e-4 --batch-size 8 --max-length 192 --beta 0.1)
+M=.venv/bin/moddecode
+common=(--max-steps "${STEPS:-60}" --lr 5e-4 --batch-size 8 --max-length 160 --beta 0.1 --lora-r 16 --lora-alpha 32)
 $M train runs/prefs/conciseness.jsonl -o $A/concise --objective concise -d reverse_kl "${common[@]}"
 $M train runs/prefs/vader.jsonl -o $A/positive --objective positive -d reverse_kl "${common[@]}"
 $M train runs/prefs/readability.jsonl -o $A/readable --objective readable -d reverse_kl "${common[@]}"
-# 3. The concise/positive pair again under JSD and alpha:0.5.
-$M train runs/prefs/conciseness.jsonl -o $A/concise-jsd --objective concise -d jsd "${common[@]}"
-$M train runs/prefs/vader.jsonl -o $A/positive-jsd --objective positive -d jsd "${common[@]}"
-$M train runs/prefs/conciseness.jsonl -o $A/concise-alpha0.5 --objective concise -d alpha:0.5 "${common[@]}"
-$M train runs/prefs/vader.jsonl -o $A/positive-alpha0.5 --objective positive -d alpha:0.5 "${common[@]}"
+# 3. The concise/positive pair again under JSD, alpha:0.5 and alpha:0.3.
+for d in jsd alpha0.5 alpha0.3; do
+  div=${d/alpha/alpha:}
+  $M train runs/prefs/conciseness.jsonl -o $A/concise-$d --objective concise -d "$div" "${common[@]}"
+  $M train runs/prefs/vader.jsonl -o $A/positive-$d --objective positive -d "$div" "${common[@]}"
+done
+# 4. The targets, on the held-out prompts.
+.venv/bin/python scripts/eval_adapters.py --json docs/reproduction/adapters_eval.json

@@ -25,6 +25,10 @@ def make_prefs_command(
     style: list[str] = typer.Option([], help="OBJECTIVE=SYSTEM PROMPT (repeat): also answer each prompt once under "
                                     "this system prompt; that objective's pairs come from the plain answers and this one."),
     prompts_per_batch: int = typer.Option(8, help="Prompts decoded together (each with k + styles rows)."),
+    engine: str = typer.Option("transformers", help="Decoding engine: transformers, or vllm (faster; needs the "
+                               "environment of `bash scripts/setup.sh --vllm`)."),
+    engine_option: list[str] = typer.Option([], help="KEY=VALUE for the engine (repeat; JSON values), e.g. "
+                                            "gpu_memory_utilization=0.3 for vLLM."),
 ) -> None:
     """Sample K responses per prompt from the reference policy, score them, write chosen/rejected pairs.
 
@@ -36,7 +40,8 @@ def make_prefs_command(
         files = make_prefs(source, prompts_file, scorer, out_dir, k=k, seed=seed, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_p=top_p, pairs_per_prompt=pairs_per_prompt,
                            margin=_parse_margins(margin), styles=_parse_named(style, "--style", str),
-                           prompts_per_batch=prompts_per_batch)
+                           prompts_per_batch=prompts_per_batch, engine=engine,
+                           engine_options=_parse_named(engine_option, "--engine-option", _json_or_text))
         for objective, path in files.items():
             count = sum(1 for _ in path.open())
             typer.echo(f"{objective}: {count} pairs -> {path}")
@@ -58,6 +63,15 @@ def _parse_named(items: list[str], option: str, convert) -> dict:
         except ValueError:
             raise ConfigError(f"{option} {item!r}: {value!r} is not a number") from None
     return out
+
+
+def _json_or_text(value: str):
+    import json
+
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def _parse_margins(items: list[str]):

@@ -58,9 +58,11 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
                k: int = 4, seed: int = 0, max_new_tokens: int = 64, temperature: float = 1.0,
                top_p: float | None = 0.95, prompts_per_batch: int = 8, pairs_per_prompt: int = 1,
                margin: float | Mapping[str, float] = 0.0, styles: Mapping[str, str] | None = None,
-               system_prompt: str | None = None, progress: bool = True) -> dict[str, Path]:
+               system_prompt: str | None = None, engine: str = "transformers", engine_options: Mapping | None = None,
+               progress: bool = True) -> dict[str, Path]:
     """Sample `k` responses per prompt from `source` (plus one per style), score them, write pairs.
 
+    engine, engine_options: as for `MOD` ("vllm" samples several times faster on a CPU; same distribution).
     styles: {objective: system prompt}; margin: one number, or {objective: number, "*": the rest's} (scorers
     differ in scale).
     Returns {objective name: pair file}. Files: out_dir/samples.jsonl (every response with every
@@ -89,7 +91,7 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
     out.mkdir(parents=True, exist_ok=True)
     settings = {"source": source, "prompts": str(prompts_path), "k": k, "seed": seed, "max_new_tokens": max_new_tokens,
                 "temperature": temperature, "top_p": top_p, "prompts_per_batch": prompts_per_batch,
-                "system_prompt": system_prompt, "objectives": names, "styles": styles}
+                "system_prompt": system_prompt, "objectives": names, "styles": styles, "engine": engine}
     manifest = out / "manifest.json"
     if manifest.exists():
         previous = json.loads(manifest.read_text())
@@ -98,7 +100,7 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
     manifest.write_text(json.dumps(settings, indent=2))
     samples_path = out / "samples.jsonl"
     done = _finished_batches(samples_path)
-    mod = MOD([Policy.load(source, system_prompt=system_prompt)])
+    mod = MOD([Policy.load(source, system_prompt=system_prompt)], engine=engine, engine_options=engine_options)
     variants = [None] * k + list(styles)  # per prompt: k plain answers, then one per style
     with samples_path.open("a") as sink, tqdm(total=len(prompts) * len(variants), unit="resp", desc="sampling",
                                               disable=not progress) as bar:
@@ -110,8 +112,11 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
             requests = [item.prompt if style is None else
                         [{"role": "system", "content": styles[style]}, {"role": "user", "content": item.prompt}]
                         for item, style in rows]
-            results = mod.generate(requests, [1.0], strategy="sample", seed=seed + index, temperature=temperature,
-                                   top_p=top_p, max_new_tokens=max_new_tokens, return_diagnostics=True)
+            results = [None] * len(requests)  # streamed: each row's last piece carries its finish reason
+            for piece in mod.stream(requests, [1.0], strategy="sample", seed=seed + index, temperature=temperature,
+                                    top_p=top_p, max_new_tokens=max_new_tokens):
+                if piece.result is not None:
+                    results[piece.index] = piece.result
             texts = [r.text for r in results]
             scores = {s.name: s.score([item.prompt for item, _ in rows], texts) for s in scorers}
             records = [{"batch": index, "prompt_id": item.id, "prompt": item.prompt, "style": style, "response": r.text,
