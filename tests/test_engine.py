@@ -256,3 +256,15 @@ def test_bad_stop_and_limit_lists(policies):
         mod.generate("hello", [0.5, 0.5], stop=5)
     with pytest.raises(ConfigError, match="empty list"):
         mod.generate(["hello"], [0.5, 0.5], max_new_tokens=[])
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_generations_are_generate_results_without_diagnostics(policies, strategy):
+    mod = MOD(policies[:3])
+    prompts, weights = ["hello", "the sky"], [[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]]
+    options = dict(strategy=strategy, max_new_tokens=[5, 3] if strategy != "beam" else 4, seed=7)
+    full = mod.generate(prompts, weights, return_diagnostics=True, **options)
+    plain = mod.generations(prompts, weights, **options)
+    assert [(g.text, g.token_ids, g.finish_reason, g.score) for g in plain] == [
+        (g.text, g.token_ids, g.finish_reason, g.score) for g in full]
+    assert all(g.diagnostics == [] for g in plain)

@@ -70,14 +70,24 @@ class MOD:
         Returns strings; with return_diagnostics=True, `Generation` objects carrying per-token
         diagnostics (greedy/sample) or the final f-score (beam).
         """
-        single = isinstance(prompts, str)
-        results: list[Generation | None] = [None] * (1 if single else len(prompts or []))
-        for delta in self._decode(prompts, weights, config, overrides, diagnostics=return_diagnostics,
-                                  logprobs=logprobs):
+        results = self._results(prompts, self._decode(prompts, weights, config, overrides,
+                                                      diagnostics=return_diagnostics, logprobs=logprobs))
+        out = results if return_diagnostics else [r.text for r in results]
+        return out[0] if isinstance(prompts, str) else out
+
+    def generations(self, prompts: Sequence, weights, config: DecodingConfig | None = None, *,
+                    logprobs: int | None = None, **overrides) -> list[Generation]:
+        """Like `generate`, returning each prompt's `Generation` (text, token ids, finish_reason, beam score)
+        without per-token diagnostics, so it works on every engine."""
+        return self._results(prompts, self._decode(prompts, weights, config, overrides, logprobs=logprobs))
+
+    @staticmethod
+    def _results(prompts, deltas: Iterator[TextDelta]) -> list[Generation]:
+        results: list[Generation | None] = [None] * (1 if isinstance(prompts, str) else len(prompts or []))
+        for delta in deltas:
             if delta.result is not None:
                 results[delta.index] = delta.result
-        out = results if return_diagnostics else [r.text for r in results]
-        return out[0] if single else out
+        return results
 
     def stream(self, prompts: str | Sequence[str], weights, config: DecodingConfig | None = None, *,
                logprobs: int | None = None, **overrides) -> Iterator[TextDelta]:

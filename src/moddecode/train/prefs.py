@@ -112,11 +112,8 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
             requests = [item.prompt if style is None else
                         [{"role": "system", "content": styles[style]}, {"role": "user", "content": item.prompt}]
                         for item, style in rows]
-            results = [None] * len(requests)  # streamed: each row's last piece carries its finish reason
-            for piece in mod.stream(requests, [1.0], strategy="sample", seed=seed + index, temperature=temperature,
-                                    top_p=top_p, max_new_tokens=max_new_tokens):
-                if piece.result is not None:
-                    results[piece.index] = piece.result
+            results = mod.generations(requests, [1.0], strategy="sample", seed=seed + index, temperature=temperature,
+                                      top_p=top_p, max_new_tokens=max_new_tokens)
             texts = [r.text for r in results]
             scores = {s.name: s.score([item.prompt for item, _ in rows], texts) for s in scorers}
             records = [{"batch": index, "prompt_id": item.id, "prompt": item.prompt, "style": style, "response": r.text,
