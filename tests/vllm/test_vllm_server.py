@@ -39,6 +39,8 @@ def server():
     app = build_app(policy_set)
     assert app.state.mod.engine.name == "vllm"
     with BackgroundServer(app) as running:
+        engine = app.state.mod.engine
+        assert engine.max_model_len == 512 and engine.kv_blocks > 0  # engine_options reached vLLM; rows reserve KV
         yield running
 
 
