@@ -31,8 +31,10 @@ MEASURES = {"words": "length", "vader": "vader", "flesch": "readability", "fluen
 MOD_TRIO, MOD_WEIGHTS = ("concise", "positive", "readable"), (0.5, 0.5, 0.0)
 
 
-def decode(policies: list, weights, prompts: list[str], max_new_tokens: int, engine: str) -> tuple[list[str], float]:
-    results = MOD(policies, engine=engine).generations(prompts, list(weights), max_new_tokens=max_new_tokens)
+def decode(policies: list, weights, prompts: list[str], max_new_tokens: int, engine: str,
+           engine_options: dict) -> tuple[list[str], float]:
+    mod = MOD(policies, engine=engine, engine_options=engine_options)
+    results = mod.generations(prompts, list(weights), max_new_tokens=max_new_tokens)
     return [r.text for r in results], sum(r.finish_reason == "stop" for r in results) / len(results)
 
 
@@ -75,6 +77,8 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="*", default=None, help="adapter names (default: every bundled one)")
     parser.add_argument("--engine", default="transformers", help="transformers, or vllm (faster on a CPU; run "
                         "with .venv-vllm/bin/python)")
+    parser.add_argument("--vllm-memory", type=float, default=0.2, help="share of the machine's memory vLLM may "
+                        "reserve (its gpu_memory_utilization; on a CPU it is RAM)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the table and targets as JSON here")
     args = parser.parse_args()
     prompts = [p.prompt for p in read_prompt_file(args.prompts)[: args.limit]]
@@ -88,20 +92,21 @@ def main() -> None:
     table, texts = {}, {}
     for name, (members, weights) in runs.items():
         start = time.time()
-        texts[name], ended = decode(members, weights, prompts, args.max_new_tokens, args.engine)
+        texts[name], ended = decode(members, weights, prompts, args.max_new_tokens, args.engine,
+                                       {"gpu_memory_utilization": args.vllm_memory} if args.engine == "vllm" else {})
         row = {m: vars(mean_ci(s.score(prompts, texts[name]))) for m, s in scorers.items()}
         row.update(ended_at_eos=ended, empty=sum(not t.strip() for t in texts[name]), seconds=round(time.time() - start, 1))
         table[name] = row
         print(f"{name}: {row['seconds']} s", flush=True)
     print(f"\n{len(prompts)} held-out prompts from {args.prompts}, greedy, up to {args.max_new_tokens} new tokens")
-    print(f"{'policy':<24}" + "".join(f"{m:>26}" for m in MEASURES) + f"{'ended at EOS':>14}")
+    print(f"{'policy':<20}" + "".join(f"{m:>32}" for m in MEASURES) + f"{'ended at EOS':>14}")
     for name, row in table.items():
         cells = []
         for m in MEASURES:
             ci, ref = row[m], table["plain"][m]["mean"]
             delta = "" if name == "plain" else f" ({ci['mean'] - ref:+.2f})"
             cells.append(f"{ci['mean']:.2f} [{ci['low']:.2f},{ci['high']:.2f}]{delta}")
-        print(f"{name:<24}" + "".join(f"{c:>26}" for c in cells) + f"{row['ended_at_eos']:>14.0%}")
+        print(f"{name:<20}" + "".join(f"{c:>32}" for c in cells) + f"{row['ended_at_eos']:>14.0%}")
     checks = targets(table)
     print()
     for target, met, numbers in checks:

@@ -14,8 +14,14 @@ A=src/moddecode/adapters
 # 1. Preference data (vLLM samples ~3x faster than the transformers engine on 2 cores): per prompt, 2 plain
 #    answers plus one under each objective's style prompt, sampled to EOS (at most 192 tokens). An objective's
 #    pair is its best complete answer against its worst, among the plain ones and its own style's.
-VLLM_LOGGING_LEVEL=WARNING .venv-vllm/bin/moddecode make-prefs data/prompts/train.jsonl -o runs/prefs \
-  --engine vllm --engine-option gpu_memory_utilization=0.2 --prompts-per-batch 32 \
+#    On a GPU machine without the vLLM build, PREFS_ENGINE=transformers samples with .venv instead.
+if [ "${PREFS_ENGINE:-vllm}" = vllm ]; then
+  sample=(env VLLM_LOGGING_LEVEL=WARNING .venv-vllm/bin/moddecode make-prefs --engine vllm
+          --engine-option gpu_memory_utilization=0.2)
+else
+  sample=(.venv/bin/moddecode make-prefs --engine transformers)
+fi
+"${sample[@]}" data/prompts/train.jsonl -o runs/prefs --prompts-per-batch 32 \
   --scorer conciseness --scorer vader --scorer readability -k 2 -n 192 --temperature 0.8 --top-p 0.95 --seed 0 \
   --margin conciseness=0.1 --margin vader=0.2 --margin readability=10 \
   --style "conciseness=Answer in one short sentence." \
