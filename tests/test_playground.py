@@ -45,12 +45,25 @@ PROMPT = "tell me about the sky"
 
 
 class SlowMOD(MOD):
-    """Pauses between streamed pieces, so the page visibly receives text in several steps."""
+    """Pauses before each decode step chooses its tokens, so the page visibly receives text in several steps
+    (the server decodes on the engine's loop, not through `MOD.stream`)."""
 
-    def stream(self, *args, **kwargs):
-        for delta in super().stream(*args, **kwargs):
-            time.sleep(0.03)
-            yield delta
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        make_loop = self.engine.loop
+
+        def slow_loop(*loop_args, **loop_kwargs):
+            loop = make_loop(*loop_args, **loop_kwargs)
+            choose = loop._choose
+
+            def slow_choose(events):
+                time.sleep(0.05)
+                return choose(events)
+
+            loop._choose = slow_choose
+            return loop
+
+        self.engine.loop = slow_loop
 
 
 @pytest.fixture(scope="module")
