@@ -11,7 +11,7 @@ means with bootstrap 95% intervals, the change versus the plain model, and each 
 - MOD at (0.5, 0.5, 0) lies between concise and positive on both words and VADER.
 
     .venv/bin/python scripts/eval_adapters.py [--prompts data/prompts/heldout.jsonl] [-n 160] [--json out.json]
-    .venv-vllm/bin/python scripts/eval_adapters.py --engine vllm     # the same, several times faster on a CPU
+    .venv-vllm/bin/python scripts/eval_adapters.py --engine vllm     # the same on the vLLM engine (GPUs)
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use the first N prompts only")
     parser.add_argument("-n", "--max-new-tokens", type=int, default=160)
     parser.add_argument("--adapters", nargs="*", default=None, help="adapter names (default: every bundled one)")
-    parser.add_argument("--engine", default="transformers", help="transformers, or vllm (faster on a CPU; run "
+    parser.add_argument("--engine", default="transformers", help="transformers, or vllm (run "
                         "with .venv-vllm/bin/python)")
     parser.add_argument("--vllm-memory", type=float, default=0.2, help="share of the machine's memory vLLM may "
                         "reserve (its gpu_memory_utilization; on a CPU it is RAM)")

@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Issue 12's recipe for the bundled adapters in src/moddecode/adapters/, on the bundled SmolLM2-135M-Instruct.
 # Every step resumes where it stopped when run again.
-#   bash scripts/train_bundled_adapters.sh            # needs .venv and .venv-vllm (bash scripts/setup.sh [--vllm])
+#   bash scripts/train_bundled_adapters.sh            # needs .venv (bash scripts/setup.sh)
 # NOT YET RUN TO THE END: the adapters shipped today come from the previous recipe (git show
 # 106f984:scripts/train_bundled_adapters.sh, on the 120 prompts of data/prompts/train.jsonl at that commit;
-# their moddecode.json holds that data's sha256). On 2 CPU cores this recipe needs many hours (a DPO step of
-# batch 8 at 160 tokens took ~115 s with other work running); on a GPU it is minutes.
+# their moddecode.json holds that data's sha256). On 2 idle CPU cores the sampling alone is ~4 h (110 s per 16
+# prompts) and a DPO step of batch 8 at 160 tokens ~20-40 s, so the recipe is a job for a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=src/moddecode/adapters
 # 0. Training prompts: templates x topics, deduplicated against the held-out prompts.
 .venv/bin/python scripts/make_train_prompts.py --heldout data/prompts/heldout.jsonl --out data/prompts/train.jsonl
-# 1. Preference data (vLLM samples ~3x faster than the transformers engine on 2 cores): per prompt, 2 plain
-#    answers plus one under each objective's style prompt, sampled to EOS (at most 192 tokens). An objective's
-#    pair is its best complete answer against its worst, among the plain ones and its own style's.
-#    On a GPU machine without the vLLM build, PREFS_ENGINE=transformers samples with .venv instead.
-if [ "${PREFS_ENGINE:-vllm}" = vllm ]; then
+# 1. Preference data: per prompt, 2 plain answers plus one under each objective's style prompt, sampled to EOS
+#    (at most 192 tokens). An objective's pair is its best complete answer against its worst, among the plain
+#    ones and its own style's. PREFS_ENGINE=vllm samples the same answers on the vLLM engine (.venv-vllm; for
+#    GPUs: on 2 idle CPU cores 16 prompts took 110 s on transformers and 182 s on vLLM, engine start included).
+if [ "${PREFS_ENGINE:-transformers}" = vllm ]; then
   sample=(env VLLM_LOGGING_LEVEL=WARNING .venv-vllm/bin/moddecode make-prefs --engine vllm
           --engine-option gpu_memory_utilization=0.2)
 else
-  sample=(.venv/bin/moddecode make-prefs --engine transformers)
+  sample=(.venv/bin/moddecode make-prefs)
 fi
 "${sample[@]}" data/prompts/train.jsonl -o runs/prefs --prompts-per-batch 32 \
   --scorer conciseness --scorer vader --scorer readability -k 2 -n 192 --temperature 0.8 --top-p 0.95 --seed 0 \

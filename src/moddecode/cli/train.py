@@ -25,7 +25,7 @@ def make_prefs_command(
     style: list[str] = typer.Option([], help="OBJECTIVE=SYSTEM PROMPT (repeat): also answer each prompt once under "
                                     "this system prompt; that objective's pairs come from the plain answers and this one."),
     prompts_per_batch: int = typer.Option(8, help="Prompts decoded together (each with k + styles rows)."),
-    engine: str = typer.Option("transformers", help="Decoding engine: transformers, or vllm (faster; needs the "
+    engine: str = typer.Option("transformers", help="Decoding engine: transformers, or vllm (for GPUs; needs the "
                                "environment of `bash scripts/setup.sh --vllm`)."),
     engine_option: list[str] = typer.Option([], help="KEY=VALUE for the engine (repeat; JSON values), e.g. "
                                             "gpu_memory_utilization=0.3 for vLLM."),

@@ -62,7 +62,8 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
                progress: bool = True) -> dict[str, Path]:
     """Sample `k` responses per prompt from `source` (plus one per style), score them, write pairs.
 
-    engine, engine_options: as for `MOD` ("vllm" samples several times faster on a CPU; same distribution).
+    engine, engine_options: as for `MOD` (the same seeded samples on either engine; "vllm" is for GPUs: on a
+    2-core CPU the transformers engine was faster).
     styles: {objective: system prompt}; margin: one number, or {objective: number, "*": the rest's} (scorers
     differ in scale).
     Returns {objective name: pair file}. Files: out_dir/samples.jsonl (every response with every
