@@ -49,6 +49,20 @@ def smoke(cfg):
                                decoding={**cfg.decoding, "max_new_tokens": 8})
 
 
+def ready(path: Path) -> bool:
+    """Whether a config can run; one whose files are missing (e.g. adapters not trained yet) is skipped with
+    the reason, and the page keeps its last shipped run or marks its claim 'not run'."""
+    from moddecode.errors import ConfigError
+    from moddecode.eval.local_files import check_policy_set_paths
+
+    try:
+        check_policy_set_paths(load_sweep_config(path).policy_set)
+    except ConfigError as e:
+        log(f"skip {path.name}: {e} (the adapters come from scripts/train_bundled_adapters.sh)")
+        return False
+    return True
+
+
 def sweep_and_ship(path: Path, runs: Path, docs: Path, args) -> Path:
     cfg = load_sweep_config(path)
     cfg = smoke(cfg) if args.smoke else cfg
@@ -110,6 +124,7 @@ def write_page(docs: Path, summaries: dict, h1: dict | None, args) -> Path:
     parts += [run_markdown(s, s.info["name"], stem) for stem, s in summaries.items()]
     if h1:
         parts += ["## H.1: flip the sign of Q and K in the last two layers", "", h1_markdown(h1)]
+    docs.mkdir(parents=True, exist_ok=True)
     page = docs / "README.md"
     page.write_text("\n".join(parts))
     return page
@@ -139,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     configs = sorted(args.configs.glob("*.yaml"))
     todo = [c for c in configs if args.only is None or c.stem in args.only]
+    todo = [c for c in todo if ready(c)]
     total = time.time()
     for i, path in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] sweep {path.name}")

@@ -79,3 +79,18 @@ def test_reproduce_smoke_end_to_end_and_resume(tmp_path, base_a, adapters, capsy
     assert reproduce.main(argv) == 0  # resumes: every row is already there
     second = capsys.readouterr().out
     assert second.count("0 added") == 2 and (docs / "README.md").read_text() == page
+
+
+def test_a_config_whose_adapters_are_missing_is_skipped_with_the_reason(tmp_path, base_a, adapters, capsys):
+    reproduce = reproduce_module()
+    configs = tiny_configs(tmp_path / "configs", base_a, adapters)
+    (configs / "pair.yaml").unlink()
+    missing = yaml.safe_load((configs / "negative.yaml").read_text())
+    missing["policies"][1]["adapter"] = str(tmp_path / "not-trained-yet")
+    (configs / "negative.yaml").write_text(yaml.safe_dump(missing))
+    docs = tmp_path / "docs"
+    assert reproduce.main(["--configs", str(configs), "--docs", str(docs), "--runs", str(tmp_path / "runs"),
+                           "--smoke", "--skip-h1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "skip negative.yaml" in out and "not-trained-yet" in out and "sweep negative.yaml" not in out
+    assert "**not run**" in (docs / "README.md").read_text() and not (tmp_path / "runs" / "negative").exists()
