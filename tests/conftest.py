@@ -39,3 +39,15 @@ def cache():
     from moddecode.policy import ModelCache
 
     return ModelCache()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: tiny matmuls on a shared 2-core machine only contend (OpenMP threads
+    spinning against each other cost ~100x). Modules opt in with pytest.mark.usefixtures("one_torch_thread")."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,12 +17,7 @@ from moddecode.eval.store import ResultStore
 from moddecode.eval.sweep import load_sweep_config, plan_jobs, run_sweep, write_run_file
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend on a shared 2-core machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sweep_dict(base, names=("short", "funny"), **extra) -> dict:

@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from moddecode.eval.report import summarize
@@ -16,12 +15,7 @@ from moddecode.eval.sweep.layout import EXPORT_FILE, STORE_FILE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reproduce_module():

@@ -26,13 +26,7 @@ from moddecode.eval.sweep import load_sweep_config, make_batches, plan_jobs, run
 from moddecode.mod import MOD
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matmuls on a shared 2-core machine: OpenMP threads spinning against each other cost ~100x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def prompted(base, **extra) -> dict:
