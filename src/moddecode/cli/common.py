@@ -51,11 +51,14 @@ def parse_weights(text: str) -> list[float]:
         raise ConfigError(f"--weights must be comma-separated numbers like 0.3,0.7; got {text!r}") from None
 
 
-def split_named(values: list[str], flag: str) -> dict[str, str]:
+def split_named(values: list[str], flag: str, usage: str | None = None) -> dict[str, str]:
+    """{name: value} of NAME=VALUE options; `usage` is the advice an item without a name gets."""
     out = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
+            if usage:
+                raise ConfigError(f"{flag} {item!r}: {usage}")
             raise ConfigError(f"{flag} takes NAME=VALUE (NAME being a --policy name), got {item!r}")
-        out[name] = value
+        out[name.strip()] = value
     return out

@@ -50,18 +50,16 @@ def make_prefs_command(
 
 
 def _parse_named(items: list[str], option: str, convert) -> dict:
-    """{name: value} from NAME=VALUE options, with an error naming the bad one."""
+    """{name: converted value} from NAME=VALUE options, with an error naming the bad one."""
     from ..errors import ConfigError
+    from .common import split_named
 
     out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"{option} {item!r}: write OBJECTIVE=VALUE, e.g. {option} conciseness=...")
+    for name, value in split_named(items, option, f"write OBJECTIVE=VALUE, e.g. {option} conciseness=...").items():
         try:
-            out[name.strip()] = convert(value)
+            out[name] = convert(value)
         except ValueError:
-            raise ConfigError(f"{option} {item!r}: {value!r} is not a number") from None
+            raise ConfigError(f"{option} {name + '=' + value!r}: {value!r} is not a number") from None
     return out
 
 
