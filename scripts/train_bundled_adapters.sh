@@ -2,10 +2,10 @@
 # Issue 12's recipe for the bundled adapters in src/moddecode/adapters/, on the bundled SmolLM2-135M-Instruct.
 # Every step resumes where it stopped when run again.
 #   bash scripts/train_bundled_adapters.sh            # needs .venv (bash scripts/setup.sh)
-# NOT YET RUN TO THE END: the adapters shipped today come from the previous recipe (git show
-# 106f984:scripts/train_bundled_adapters.sh, on the 120 prompts of data/prompts/train.jsonl at that commit;
-# their moddecode.json holds that data's sha256). On 2 idle CPU cores the sampling alone is ~4 h (110 s per 16
-# prompts) and a DPO step of batch 8 at 160 tokens ~20-40 s, so the recipe is a job for a GPU.
+# This is what made the shipped adapters, run to the end on 2 CPU cores on 2026-11-27 (no GPU was lent):
+# sampling 320 prompts x 5 answers took 31 min; a DPO run of 16 steps about 5-6 min, of 32 steps about 12 min;
+# the eval about 20 min. PROMPTS=2000 samples the whole prompt file (about 3.3 h more here; the finished batches
+# are kept), after which the adapters must be trained into new folders (their data hash changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=src/moddecode/adapters
@@ -21,23 +21,29 @@ if [ "${PREFS_ENGINE:-transformers}" = vllm ]; then
 else
   sample=(.venv/bin/moddecode make-prefs)
 fi
-"${sample[@]}" data/prompts/train.jsonl -o runs/prefs --prompts-per-batch 32 \
+"${sample[@]}" data/prompts/train.jsonl --limit "${PROMPTS:-320}" -o runs/prefs --prompts-per-batch 32 \
   --scorer conciseness --scorer vader --scorer readability -k 2 -n 192 --temperature 0.8 --top-p 0.95 --seed 0 \
-  --margin conciseness=0.1 --margin vader=0.2 --margin readability=10 \
+  --margin conciseness=0.1 --margin vader=0.1 --margin readability=10 \
   --style "conciseness=Answer in one short sentence." \
   --style "vader=You are a cheerful, optimistic assistant. Use warm, happy, positive words like great, wonderful, love, enjoy and fun." \
   --style "readability=Explain things simply: use short sentences and easy, everyday words, as if talking to a young child."
-# 2. One reverse-KL adapter per objective.
+# 2. One reverse-KL adapter per objective. The positive pairs differ in tone at equal length (81 vs 89 words),
+#    a weaker signal than length or word choice: 16 steps at 5e-4 left their loss at 0.64 and 32 steps at 1e-3
+#    moved held-out VADER by +0.146 (target +0.15), so the positive adapter gets 48 steps (3 epochs) at 1e-3.
+#    Its JSD/alpha variants below get 32 (the CPU time this run had).
 M=.venv/bin/moddecode
-common=(--max-steps "${STEPS:-60}" --lr 5e-4 --batch-size 8 --max-length 160 --beta 0.1 --lora-r 16 --lora-alpha 32)
-$M train runs/prefs/conciseness.jsonl -o $A/concise --objective concise -d reverse_kl "${common[@]}"
-$M train runs/prefs/vader.jsonl -o $A/positive --objective positive -d reverse_kl "${common[@]}"
-$M train runs/prefs/readability.jsonl -o $A/readable --objective readable -d reverse_kl "${common[@]}"
-# 3. The concise/positive pair again under JSD, alpha:0.5 and alpha:0.3.
+common=(--batch-size 8 --max-length 160 --beta 0.1 --lora-r 8 --lora-alpha 16)
+short=(--max-steps 16 --lr 5e-4)
+long=(--max-steps 32 --lr 1e-3)
+longest=(--max-steps 48 --lr 1e-3)
+$M train runs/prefs/conciseness.jsonl -o $A/concise --objective concise -d reverse_kl "${common[@]}" "${short[@]}"
+$M train runs/prefs/vader.jsonl -o $A/positive --objective positive -d reverse_kl "${common[@]}" "${longest[@]}"
+$M train runs/prefs/readability.jsonl -o $A/readable --objective readable -d reverse_kl "${common[@]}" "${short[@]}"
+# 3. Issue 12's targets, on the held-out prompts.
+.venv/bin/python scripts/eval_adapters.py --adapters concise positive readable --json docs/reproduction/adapters_eval.json
+# 4. The concise/positive pair again under JSD, alpha:0.5 and alpha:0.3.
 for d in jsd alpha0.5 alpha0.3; do
   div=${d/alpha/alpha:}
-  $M train runs/prefs/conciseness.jsonl -o $A/concise-$d --objective concise -d "$div" "${common[@]}"
-  $M train runs/prefs/vader.jsonl -o $A/positive-$d --objective positive -d "$div" "${common[@]}"
+  $M train runs/prefs/conciseness.jsonl -o $A/concise-$d --objective concise -d "$div" "${common[@]}" "${short[@]}"
+  $M train runs/prefs/vader.jsonl -o $A/positive-$d --objective positive -d "$div" "${common[@]}" "${long[@]}"
 done
-# 4. The targets, on the held-out prompts.
-.venv/bin/python scripts/eval_adapters.py --json docs/reproduction/adapters_eval.json

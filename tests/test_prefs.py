@@ -72,6 +72,28 @@ def test_make_prefs_answers_each_prompt_plainly_and_once_per_style_and_resumes(t
         make_prefs(str(base_a), prompts, ["length"], tmp_path / "other", **{**kwargs, "styles": {"vader": "happy"}})
 
 
+def test_a_larger_limit_extends_a_run_to_what_one_run_would_have_sampled(tmp_path, base_a):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(5)))
+    kwargs = dict(k=2, max_new_tokens=6, prompts_per_batch=2, progress=False)
+
+    def samples(folder):
+        rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        return sorted((r["batch"], r["prompt_id"], r["response"]) for r in rows)
+
+    make_prefs(str(base_a), prompts, ["length"], tmp_path / "grown", limit=3, **kwargs)
+    assert {p for _, p, _ in samples(tmp_path / "grown")} == {"p0", "p1", "p2"}  # batch 1 holds p2 alone
+    first = [s for s in samples(tmp_path / "grown") if s[0] == 0]
+    files = make_prefs(str(base_a), prompts, ["length"], tmp_path / "grown", limit=4, **kwargs)
+    make_prefs(str(base_a), prompts, ["length"], tmp_path / "whole", limit=4, **kwargs)
+    grown = samples(tmp_path / "grown")
+    assert [s for s in grown if s[0] == 0] == first  # the finished batch was kept, not resampled
+    assert grown == samples(tmp_path / "whole")  # the short batch was redone whole, as one run samples it
+    assert {json.loads(line)["prompt_id"] for line in files["length"].read_text().splitlines()} <= {"p0", "p1", "p2", "p3"}
+    with pytest.raises(ConfigError, match="positive"):
+        make_prefs(str(base_a), prompts, ["length"], tmp_path / "bad", limit=0, **kwargs)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--style", "no equals sign"], "write OBJECTIVE=VALUE"),
     (["--margin", "vader=lots"], "is not a number"),

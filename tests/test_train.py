@@ -132,6 +132,7 @@ def test_tiny_training_lowers_dpo_loss_and_changes_only_the_adapter(tmp_path, ba
     meta = json.loads((out / "moddecode.json").read_text())
     assert meta["objective"] == "happy" and meta["divergence"] == "reverse_kl" and meta["steps"] == 12
     assert len(meta["data_sha256"]) == 64
+    assert len(meta["loss_curve"]) == 12 and meta["loss_curve"][-1] == pytest.approx(meta["last_loss"], abs=1e-4)
     assert (out / "checkpoints").is_dir()
     # only adapter tensors were saved, and the base model file is untouched
     saved = load_file(out / "adapter_model.safetensors")

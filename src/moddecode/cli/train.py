@@ -25,6 +25,8 @@ def make_prefs_command(
     style: list[str] = typer.Option([], help="OBJECTIVE=SYSTEM PROMPT (repeat): also answer each prompt once under "
                                     "this system prompt; that objective's pairs come from the plain answers and this one."),
     prompts_per_batch: int = typer.Option(8, help="Prompts decoded together (each with k + styles rows)."),
+    limit: int = typer.Option(None, min=1, help="Use only the first N prompts (raise it later to extend the "
+                              "same run: finished batches are kept)."),
     engine: str = typer.Option("transformers", help="Decoding engine: transformers, or vllm (for GPUs; needs the "
                                "environment of `bash scripts/setup.sh --vllm`)."),
     engine_option: list[str] = typer.Option([], help="KEY=VALUE for the engine (repeat; JSON values), e.g. "
@@ -40,7 +42,7 @@ def make_prefs_command(
         files = make_prefs(source, prompts_file, scorer, out_dir, k=k, seed=seed, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_p=top_p, pairs_per_prompt=pairs_per_prompt,
                            margin=_parse_margins(margin), styles=_parse_named(style, "--style", str),
-                           prompts_per_batch=prompts_per_batch, engine=engine,
+                           prompts_per_batch=prompts_per_batch, limit=limit, engine=engine,
                            engine_options=_parse_named(engine_option, "--engine-option", _json_or_text))
         for objective, path in files.items():
             count = sum(1 for _ in path.open())

@@ -228,6 +228,7 @@ def train_dpo(settings: TrainSettings, *, progress: bool = True, overwrite: bool
         "beta": settings.beta, "data": settings.data, "data_sha256": digest, "pairs": len(rows),
         "base": settings.source, "steps": trainer.state.global_step, "train_seconds": round(time.time() - start, 1),
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "loss_curve": [round(loss, 4) for loss in losses],  # one per step, resumed steps included
         "settings": {k: v for k, v in asdict(settings).items() if k not in {"source", "data", "out_dir"}},
     }
     (out / ADAPTER_METADATA_FILE).write_text(json.dumps(metadata, indent=2))

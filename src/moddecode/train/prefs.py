@@ -58,7 +58,7 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
                k: int = 4, seed: int = 0, max_new_tokens: int = 64, temperature: float = 1.0,
                top_p: float | None = 0.95, prompts_per_batch: int = 8, pairs_per_prompt: int = 1,
                margin: float | Mapping[str, float] = 0.0, styles: Mapping[str, str] | None = None,
-               system_prompt: str | None = None, engine: str = "transformers", engine_options: Mapping | None = None,
+               system_prompt: str | None = None, limit: int | None = None, engine: str = "transformers", engine_options: Mapping | None = None,
                progress: bool = True) -> dict[str, Path]:
     """Sample `k` responses per prompt from `source` (plus one per style), score them, write pairs.
 
@@ -66,6 +66,8 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
     2-core CPU the transformers engine was faster).
     styles: {objective: system prompt}; margin: one number, or {objective: number, "*": the rest's} (scorers
     differ in scale).
+    limit: use only the first `limit` prompts. It is not part of the run's identity: batches do not depend on it,
+    so a larger limit later extends the same run.
     Returns {objective name: pair file}. Files: out_dir/samples.jsonl (every response with every
     score, its style and whether it ended at EOS), out_dir/<objective>.jsonl (pairs), out_dir/manifest.json.
     """
@@ -88,6 +90,10 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
     _check_named(styles, names, "style")
     margins = _margins(margin, names)
     prompts = read_prompts(prompts_path)
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"limit must be a positive number of prompts, got {limit}")
+        prompts = prompts[:limit]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"source": source, "prompts": str(prompts_path), "k": k, "seed": seed, "max_new_tokens": max_new_tokens,
@@ -100,12 +106,13 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
             raise ConfigError(f"{out} holds samples made with other settings; use a new folder or delete it")
     manifest.write_text(json.dumps(settings, indent=2))
     samples_path = out / "samples.jsonl"
-    done = _finished_batches(samples_path)
+    batches = list(_batches(prompts, prompts_per_batch))
+    done = _finished_batches(samples_path, {index: {item.id for item in batch} for index, batch in batches})
     mod = MOD([Policy.load(source, system_prompt=system_prompt)], engine=engine, engine_options=engine_options)
     variants = [None] * k + list(styles)  # per prompt: k plain answers, then one per style
     with samples_path.open("a") as sink, tqdm(total=len(prompts) * len(variants), unit="resp", desc="sampling",
                                               disable=not progress) as bar:
-        for index, batch in _batches(prompts, prompts_per_batch):
+        for index, batch in batches:
             if index in done:
                 bar.update(len(batch) * len(variants))
                 continue
@@ -139,18 +146,27 @@ def _margins(margin: float | Mapping[str, float], objectives: list[str]) -> dict
     return {o: float(margin) for o in objectives}
 
 
-def _finished_batches(samples_path: Path) -> set[int]:
-    """The batches already in samples.jsonl; a line cut by a crash is dropped and its batch redone."""
+def _finished_batches(samples_path: Path, wanted: Mapping[int, set[str]]) -> set[int]:
+    """The batches of `wanted` ({index: prompt ids}) already in samples.jsonl, all of whose prompts are there.
+
+    A line cut by a crash is dropped and its batch redone. So is a batch sampled short (the last one of a run
+    with a lower --limit): a batch's samples depend on all its prompts, so it is redone whole, as a run with
+    this limit from the start would have sampled it.
+    """
     if not samples_path.exists():
         return set()
-    complete = []
+    rows = []
     for line in samples_path.read_text().splitlines():
         try:
-            complete.append(json.loads(line))
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
             break
-    samples_path.write_text("".join(json.dumps(r) + "\n" for r in complete))
-    return {r["batch"] for r in complete}
+    present: dict[int, set[str]] = {}
+    for row in rows:
+        present.setdefault(row["batch"], set()).add(row["prompt_id"])
+    short = {index for index, ids in present.items() if index in wanted and not wanted[index] <= ids}
+    samples_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["batch"] not in short))
+    return set(present) - short
 
 
 def write_pair_files(out: Path, prompts: list[PromptItem], objectives: list[str], *, pairs_per_prompt: int,
