@@ -72,7 +72,7 @@ def test_make_prefs_answers_each_prompt_plainly_and_once_per_style_and_resumes(t
         make_prefs(str(base_a), prompts, ["length"], tmp_path / "other", **{**kwargs, "styles": {"vader": "happy"}})
 
 
-def test_a_larger_limit_extends_a_run_to_what_one_run_would_have_sampled(tmp_path, base_a):
+def test_a_larger_limit_or_a_crash_mid_batch_resumes_to_what_one_run_would_have_sampled(tmp_path, base_a):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(5)))
     kwargs = dict(k=2, max_new_tokens=6, prompts_per_batch=2, progress=False)
@@ -89,6 +89,11 @@ def test_a_larger_limit_extends_a_run_to_what_one_run_would_have_sampled(tmp_pat
     grown = samples(tmp_path / "grown")
     assert [s for s in grown if s[0] == 0] == first  # the finished batch was kept, not resampled
     assert grown == samples(tmp_path / "whole")  # the short batch was redone whole, as one run samples it
+    # a crash that cut the last batch's lines (one prompt's answers only in part): that batch is redone whole
+    path = tmp_path / "grown" / "samples.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]) + '{"batch": 1, "prom')
+    make_prefs(str(base_a), prompts, ["length"], tmp_path / "grown", limit=4, **kwargs)
+    assert samples(tmp_path / "grown") == grown
     assert {json.loads(line)["prompt_id"] for line in files["length"].read_text().splitlines()} <= {"p0", "p1", "p2", "p3"}
     with pytest.raises(ConfigError, match="positive"):
         make_prefs(str(base_a), prompts, ["length"], tmp_path / "bad", limit=0, **kwargs)

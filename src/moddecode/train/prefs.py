@@ -13,6 +13,7 @@ where a run was interrupted). Pair files (one per objective) are rebuilt from th
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -58,8 +59,8 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
                k: int = 4, seed: int = 0, max_new_tokens: int = 64, temperature: float = 1.0,
                top_p: float | None = 0.95, prompts_per_batch: int = 8, pairs_per_prompt: int = 1,
                margin: float | Mapping[str, float] = 0.0, styles: Mapping[str, str] | None = None,
-               system_prompt: str | None = None, limit: int | None = None, engine: str = "transformers", engine_options: Mapping | None = None,
-               progress: bool = True) -> dict[str, Path]:
+               system_prompt: str | None = None, limit: int | None = None, engine: str = "transformers",
+               engine_options: Mapping | None = None, progress: bool = True) -> dict[str, Path]:
     """Sample `k` responses per prompt from `source` (plus one per style), score them, write pairs.
 
     engine, engine_options: as for `MOD` (the same seeded samples on either engine; "vllm" is for GPUs: on a
@@ -106,10 +107,11 @@ def make_prefs(source: str, prompts_path: str | Path, scorer_specs: Sequence, ou
             raise ConfigError(f"{out} holds samples made with other settings; use a new folder or delete it")
     manifest.write_text(json.dumps(settings, indent=2))
     samples_path = out / "samples.jsonl"
-    batches = list(_batches(prompts, prompts_per_batch))
-    done = _finished_batches(samples_path, {index: {item.id for item in batch} for index, batch in batches})
-    mod = MOD([Policy.load(source, system_prompt=system_prompt)], engine=engine, engine_options=engine_options)
     variants = [None] * k + list(styles)  # per prompt: k plain answers, then one per style
+    batches = list(_batches(prompts, prompts_per_batch))
+    done = _finished_batches(samples_path, {index: Counter(item.id for item in batch for _ in variants)
+                                            for index, batch in batches})
+    mod = MOD([Policy.load(source, system_prompt=system_prompt)], engine=engine, engine_options=engine_options)
     with samples_path.open("a") as sink, tqdm(total=len(prompts) * len(variants), unit="resp", desc="sampling",
                                               disable=not progress) as bar:
         for index, batch in batches:
@@ -146,12 +148,12 @@ def _margins(margin: float | Mapping[str, float], objectives: list[str]) -> dict
     return {o: float(margin) for o in objectives}
 
 
-def _finished_batches(samples_path: Path, wanted: Mapping[int, set[str]]) -> set[int]:
-    """The batches of `wanted` ({index: prompt ids}) already in samples.jsonl, all of whose prompts are there.
+def _finished_batches(samples_path: Path, wanted: Mapping[int, Counter]) -> set[int]:
+    """The batches already in samples.jsonl; `wanted` is {index: Counter of its rows' prompt ids}.
 
-    A line cut by a crash is dropped and its batch redone. So is a batch sampled short (the last one of a run
-    with a lower --limit): a batch's samples depend on all its prompts, so it is redone whole, as a run with
-    this limit from the start would have sampled it.
+    A batch of `wanted` with rows missing is dropped and redone whole: one cut short by a crash, or the last
+    batch of a run with a lower --limit (a batch's samples depend on all its prompts, so it is sampled again
+    as a run with this limit from the start would have sampled it).
     """
     if not samples_path.exists():
         return set()
@@ -161,10 +163,10 @@ def _finished_batches(samples_path: Path, wanted: Mapping[int, set[str]]) -> set
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             break
-    present: dict[int, set[str]] = {}
+    present: dict[int, Counter] = {}
     for row in rows:
-        present.setdefault(row["batch"], set()).add(row["prompt_id"])
-    short = {index for index, ids in present.items() if index in wanted and not wanted[index] <= ids}
+        present.setdefault(row["batch"], Counter())[row["prompt_id"]] += 1
+    short = {index for index, ids in present.items() if index in wanted and ids != wanted[index]}
     samples_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["batch"] not in short))
     return set(present) - short
 
