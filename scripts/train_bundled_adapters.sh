@@ -3,9 +3,10 @@
 # Every step resumes where it stopped when run again.
 #   bash scripts/train_bundled_adapters.sh            # needs .venv (bash scripts/setup.sh)
 # This is what made the shipped adapters, run to the end on 2 CPU cores on 2026-11-27 (no GPU was lent):
-# sampling 320 prompts x 5 answers took 31 min; a DPO run of 16 steps about 5-6 min, of 32 steps about 12 min;
-# the eval about 20 min. PROMPTS=2000 samples the whole prompt file (about 3.3 h more here; the finished batches
-# are kept), after which the adapters must be trained into new folders (their data hash changes).
+# sampling 320 prompts x 5 answers took 31 min; a DPO run of 16 steps 5-6 min, of 32 steps 9-12 min, of 48
+# steps 15 min; the eval of step 3 10 min. PROMPTS=2000 samples the whole prompt file (about 3.3 h more here;
+# the finished batches are kept), after which the adapters must be trained into new folders (their data
+# hash changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=src/moddecode/adapters
@@ -47,3 +48,6 @@ for d in jsd alpha0.5 alpha0.3; do
   $M train runs/prefs/conciseness.jsonl -o $A/concise-$d --objective concise -d "$div" "${common[@]}" "${short[@]}"
   $M train runs/prefs/vader.jsonl -o $A/positive-$d --objective positive -d "$div" "${common[@]}" "${long[@]}"
 done
+# 5. Do the variants steer too? A quicker check on the first 40 held-out prompts (no targets for them).
+.venv/bin/python scripts/eval_adapters.py --limit 40 --json docs/reproduction/variants_eval.json \
+  --adapters concise-jsd positive-jsd concise-alpha0.5 positive-alpha0.5 concise-alpha0.3 positive-alpha0.3
