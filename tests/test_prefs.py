@@ -94,6 +94,9 @@ def test_a_larger_limit_or_a_crash_mid_batch_resumes_to_what_one_run_would_have_
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]) + '{"batch": 1, "prom')
     make_prefs(str(base_a), prompts, ["length"], tmp_path / "grown", limit=4, **kwargs)
     assert samples(tmp_path / "grown") == grown
+    # a lower limit later keeps the batch that a higher one sampled whole (nothing is resampled or lost)
+    make_prefs(str(base_a), prompts, ["length"], tmp_path / "grown", limit=3, **kwargs)
+    assert samples(tmp_path / "grown") == grown
     assert {json.loads(line)["prompt_id"] for line in files["length"].read_text().splitlines()} <= {"p0", "p1", "p2", "p3"}
     with pytest.raises(ConfigError, match="positive"):
         make_prefs(str(base_a), prompts, ["length"], tmp_path / "bad", limit=0, **kwargs)

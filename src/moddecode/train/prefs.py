@@ -166,7 +166,8 @@ def _finished_batches(samples_path: Path, wanted: Mapping[int, Counter]) -> set[
     present: dict[int, Counter] = {}
     for row in rows:
         present.setdefault(row["batch"], Counter())[row["prompt_id"]] += 1
-    short = {index for index, ids in present.items() if index in wanted and ids != wanted[index]}
+    # rows beyond `wanted` (a batch sampled whole under a higher --limit) are kept: lowering a limit loses nothing
+    short = {index for index, ids in present.items() if index in wanted and wanted[index] - ids}
     samples_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["batch"] not in short))
     return set(present) - short
 
