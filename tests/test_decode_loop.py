@@ -72,6 +72,49 @@ def test_rows_joining_mid_decode_equal_their_solo_results(mod):
     assert not loop.busy and loop.live == []
 
 
+def distinct_prefixes(rows: list[tuple[object, list[int]]]) -> int:
+    """Sequence forwards a shared decode needs (brute force): after each step t, one per distinct
+    (key, first t tokens) among the rows still decoding (a row's last token is never fed forward)."""
+    longest = max(len(ids) for _, ids in rows)
+    return sum(len({(key, tuple(ids[:t])) for key, ids in rows if len(ids) > t}) for t in range(1, longest))
+
+
+def test_rows_of_one_prompt_share_its_sequence_until_their_tokens_part(mod):
+    prompt, fixed = PROMPTS[3], dict(ignore_eos=True)
+    # twins (rows 2 and 3) never part; a JSD row needs the reference, so it cannot share the others' sequence
+    rows = [([1.0, 0.0, 0.0], fixed), ([0.8, 0.2, 0.0], fixed), ([0.5, 0.5, 0.0], fixed), ([0.5, 0.5, 0.0], fixed),
+            ([0.0, 0.0, 1.0], fixed), ([0.2, 0.3, 0.5], dict(fixed, scope="token")),
+            ([0.3, 0.3, 0.3], dict(fixed, divergence="jsd"))]
+    expected = [solo(mod, prompt, w, o) for w, o in rows]
+    loop = mod.engine.loop()
+    specs = [spec(mod, k, prompt, w, o, key=k) for k, (w, o) in enumerate(rows)]
+    results, _ = run_loop(loop, {0: specs})
+    for k, (result, alone) in enumerate(zip((results[k] for k in range(len(rows))), expected)):
+        assert result.token_ids == alone.token_ids and result.text == alone.text, k
+    keyed = [(s.uses_reference, r.token_ids) for s, r in zip(specs, expected)]
+    assert loop.sequences_stepped == distinct_prefixes(keyed)
+    steps = max(len(r.token_ids) for r in expected) - 1
+    assert steps * 2 < loop.sequences_stepped < steps * (len(rows) - 1)  # they forked, and shared
+
+
+def test_samples_of_one_prompt_draw_the_same_whether_or_not_they_share_its_prefill(mod):
+    prompt, weights = [{"role": "user", "content": PROMPTS[0]}], [0.2, 0.5, 0.3]
+    options = dict(strategy="sample", seed=3, temperature=1.5, ignore_eos=True)
+
+    def samples(arrivals):
+        specs = [spec(mod, k, prompt, weights, options, key=k) for k in range(4)]
+        for k, s in enumerate(specs):
+            s.index = k  # the k-th of n samples: its own draws
+        loop = mod.engine.loop()
+        results, _ = run_loop(loop, {step: [specs[k] for k in keys] for step, keys in arrivals.items()})
+        return [results[k].token_ids for k in range(4)], loop.sequences_stepped
+
+    together, shared = samples({0: [0, 1, 2, 3]})
+    apart, unshared = samples({0: [0], 1: [1], 2: [2], 3: [3]})
+    assert together == apart and len({tuple(t) for t in together}) > 1
+    assert shared == distinct_prefixes([(None, t) for t in together]) and unshared == sum(len(t) - 1 for t in apart)
+
+
 def test_cancelled_rows_leave_at_once_and_others_are_unaffected(mod):
     expected = solo(mod, PROMPTS[0], *ROWS[0])
     loop = mod.engine.loop()

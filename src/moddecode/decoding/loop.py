@@ -8,12 +8,17 @@ stop strings and token limit. Each `step()`:
   4. lets each row's strategy choose its token,
   5. streams text, retires rows that finished (EOS, a stop string, their limit),
   6. runs ONE forward per base model for all remaining rows.
+Rows with the same prompt and the same tokens so far (one prompt at many weightings, or n samples of
+it) read one sequence of that forward: it is prefilled once and forks (its KV rows duplicate) where
+their tokens part. A sequence's log-probs depend only on its tokens, so sharing changes no result; the
+weightings of one prompt in a sweep often agree for dozens of tokens, and those forwards are saved.
 `MOD.generate` submits its prompts and steps until they are done; a server keeps stepping and
 submits requests as they arrive, so a newcomer waits at most one step before its prefill.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -82,7 +87,8 @@ class DecodeLoop:
     """Decodes rows token by token over a `RowForward`; rows may be submitted from any thread."""
 
     def __init__(self, rows: RowForward, tokenizer, eos_ids: set[int], max_rows: int | None = None,
-                 reference_eos_ids: set[int] = frozenset()):
+                 reference_eos_ids: set[int] = frozenset(), share_prefixes: bool = True):
+        self.share_prefixes = share_prefixes  # False: every row its own sequence (to measure what sharing saves)
         self.rows = rows
         self.reference_eos_ids = reference_eos_ids  # also end the rows the reference scores
         self.max_rows = max_rows  # live rows at most; more wait for a free place
@@ -91,11 +97,13 @@ class DecodeLoop:
         self._waiting: list[RowSpec] = []
         self._lock = threading.Lock()
         self.live: list[_Row] = []
-        self.logprobs: Tensor | None = None  # [members, N, V] next-token log-probs of the live rows
+        self.sequence_of: list[int] = []  # per live row: the sequence of the forward that it reads
+        self.logprobs: Tensor | None = None  # [members, S, V] next-token log-probs of the S live sequences
         self.cumulative: Tensor | None = None  # [members, N] log-probs of each row's tokens so far
         self.weights: Tensor | None = None  # [M, N]
         self.steps = 0  # forward steps run
         self.last_step_rows = 0  # rows that chose a token in the last step
+        self.sequences_stepped = 0  # sequence forwards run in all (rows sharing a sequence count once)
         self.last_admitted = 0  # rows that joined in the last step
 
     def submit(self, specs: list[RowSpec]) -> None:
@@ -136,10 +144,20 @@ class DecodeLoop:
         self.last_admitted = len(specs)
         if not specs:
             return
-        logprobs = self.rows.add([s.prompt for s in specs], [s.uses_reference for s in specs])
+        # rows admitted together with the same prompt (and reference use) share one prefilled sequence
+        live_sequences = self.logprobs.shape[1] if self.live else 0
+        position: dict[tuple, int] = {}
+        starts: list[RowSpec] = []
+        for s in specs:
+            key = (_prompt_key(s.prompt) if self.share_prefixes else id(s), s.uses_reference)
+            if key not in position:
+                position[key] = len(starts)
+                starts.append(s)
+            self.sequence_of.append(live_sequences + position[key])
+        logprobs = self.rows.add([s.prompt for s in starts], [s.uses_reference for s in starts])
         device = logprobs.device
         weights = torch.stack([s.weights.to(device, torch.float64) for s in specs], dim=1)
-        cumulative = torch.zeros(logprobs.shape[:2], dtype=torch.float64, device=device)
+        cumulative = torch.zeros((logprobs.shape[0], len(specs)), dtype=torch.float64, device=device)
         if self.live:
             logprobs = torch.cat([self.logprobs, logprobs], dim=1)
             cumulative = torch.cat([self.cumulative, cumulative], dim=1)
@@ -162,7 +180,8 @@ class DecodeLoop:
             index = torch.tensor(members, device=self.logprobs.device)
             combiner = Combiner(first.divergence, self.weights[:, index], first.spec.config.scope,
                                 first.spec.uses_reference)
-            logprobs, cumulative = self.logprobs[:, index], self.cumulative[:, index]
+            logprobs = self.logprobs[:, [self.sequence_of[j] for j in members]]
+            cumulative = self.cumulative[:, index]
             try:
                 scores = combiner.scores(logprobs, cumulative)
             except InfeasibleWeightsError:  # find the rows at fault; the rest of the group decodes on
@@ -204,8 +223,8 @@ class DecodeLoop:
             return False
 
     def _advance(self, tokens: Tensor, failed: set[int], events: list[LoopEvent]) -> None:
-        chosen = self.logprobs.gather(2, tokens.view(1, -1, 1).expand(self.logprobs.shape[0], -1, 1)).squeeze(2)
-        self.cumulative = self.cumulative + chosen.double()
+        sequences = torch.tensor(self.sequence_of, dtype=torch.long, device=tokens.device)
+        self.cumulative = self.cumulative + self.logprobs[:, sequences, tokens].double()
         keep = []
         for j, (row, token) in enumerate(zip(self.live, tokens.tolist())):
             if j in failed:
@@ -237,19 +256,34 @@ class DecodeLoop:
         return pending
 
     def _keep(self, keep: list[int], tokens: Tensor | None = None) -> None:
-        """Retire every live row not in `keep`; with `tokens`, then feed the kept rows' tokens forward."""
-        if len(keep) < len(self.live):
-            index = torch.tensor(keep, dtype=torch.long, device=self.rows.device)
+        """Retire every live row not in `keep`; with `tokens`, then feed the kept rows' tokens forward.
+
+        The kept rows' sequences are renumbered; rows that shared a sequence and chose different tokens
+        fork it (its KV rows are duplicated), and sequences that no row reads leave."""
+        chosen = [None] * len(self.live) if tokens is None else tokens.tolist()
+        forks: dict[tuple[int, int | None], int] = {}  # (old sequence, token) -> new sequence
+        sequence_of = [forks.setdefault((self.sequence_of[j], chosen[j]), len(forks)) for j in keep]
+        old = [sequence for sequence, _ in forks]
+        if old != list(range(self.logprobs.shape[1] if self.logprobs is not None else 0)):
+            index = torch.tensor(old, dtype=torch.long, device=self.rows.device)
             self.rows.select(index)
+            self.logprobs = self.logprobs[:, index] if old else None
+        if len(keep) < len(self.live):
+            rows = torch.tensor(keep, dtype=torch.long, device=self.rows.device)
             self.live = [self.live[j] for j in keep]
-            self.logprobs, self.cumulative = self.logprobs[:, index], self.cumulative[:, index]
-            self.weights = self.weights[:, index]
-            if tokens is not None:
-                tokens = tokens[index]
+            self.cumulative, self.weights = self.cumulative[:, rows], self.weights[:, rows]
+        self.sequence_of = sequence_of
         if tokens is not None and self.live:
-            self.logprobs = self.rows.step(tokens)
+            self.logprobs = self.rows.step(torch.tensor([token for _, token in forks], dtype=torch.long,
+                                                        device=tokens.device))
             self.steps += 1
+            self.sequences_stepped += len(forks)
 
 
 def _cancelled(spec: RowSpec) -> bool:
     return spec.is_cancelled is not None and spec.is_cancelled()
+
+
+def _prompt_key(prompt) -> str:
+    """Equal prompts (strings or conversations) give equal keys."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)

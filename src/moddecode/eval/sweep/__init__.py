@@ -20,7 +20,9 @@ YAML file's folder):
                                          # a list of weightings, or a list of such specs (their union)
     methods: [mod, rs, single]       # default: all three
     rs: {merge: exact}               # Rewarded Soups LoRA merge: exact | factor_average
-    batch_size: 32                   # rows per generate call (rows of one call decode together)
+    batch_size: 32                   # rows per generate call (rows of one call decode together; a prompt's
+                                     # weightings in one call share its forwards until their tokens part,
+                                     # so a multiple of the grid's size is fastest)
     report: {reference_point: [0, -1], examples: 3}   # hypervolume reference; example prompts shown
 
 Methods: "MOD" (or "MOD:<divergence>" with several divergences) decodes every weighting; "RS" merges
