@@ -10,7 +10,10 @@ and fluency (the `fluency` scorer: mean token log-prob
 of each response under the plain base model, averaged over prompts) move, and writes the table as JSON.
 
     .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--prompts-file data/prompts/heldout.jsonl]
-        [--json docs/reproduction/h1.json]
+        [--json docs/reproduction/h1.json] [--resume runs/h1.jsonl]
+
+With --resume FILE each finished part (MOD on 10 prompts, RS at one weighting) is appended to FILE and a
+rerun skips it; FILE starts over when the adapters, prompts or token limit differ.
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from moddecode import MOD
 from moddecode.adapters import bundled_adapter
 from moddecode.baselines.rewarded_soups import merge_full_models
 from moddecode.eval.grids import two_objective_grid
+from moddecode.eval.local_files import fingerprints
 from moddecode.eval.scorers import FluencyScorer, get_scorer
 from moddecode.policy import LoadedModel, Policy, resolve_source
 from moddecode.train.prefs import read_prompts
+
+
+CHUNK = 10  # prompts per MOD call: 10 x 11 rows, which bounds the KV cache
 
 
 def adapted_full_model(folder: str, adapter: Path):
@@ -55,6 +62,35 @@ def policy_of(model, tokenizer, name: str) -> Policy:
                   system_prompt=None, name=name)
 
 
+class Parts:
+    """Finished parts of the decode by name, appended to a JSONL file (None: kept in memory only)."""
+
+    def __init__(self, path: str | None, header: dict):
+        self.path, self.done = (Path(path) if path else None), {}
+        if self.path is None:
+            return
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        if lines and json.loads(lines[0]) == {"header": header}:
+            for line in lines[1:]:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that part is redone
+                    continue
+                self.done[record["part"]] = record["texts"]
+            print(f"resuming: {len(self.done)} parts done in {self.path}")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"header": header}) + "\n")
+
+    def get(self, name: str, make) -> list[str]:
+        if name not in self.done:
+            self.done[name] = make()
+            if self.path is not None:
+                with self.path.open("a") as f:
+                    f.write(json.dumps({"part": name, "texts": self.done[name]}) + "\n")
+        return self.done[name]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=8)
@@ -62,6 +98,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     parser.add_argument("--prompts-file", default="data/prompts/heldout.jsonl",
                         help="held-out prompts; the last --prompts of them are decoded")
+    parser.add_argument("--resume", default=None, help="a JSONL file of finished parts, so a rerun resumes")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -84,18 +121,26 @@ def main() -> None:
     scorers = {"concise": get_scorer("conciseness"), "positive": get_scorer("vader")}
     fluent = FluencyScorer(policy_of(base, tokenizer, "plain"))  # mean token log-prob under the plain model
     grid = two_objective_grid(11)
-    rows = [(p, w) for w in grid for p in prompts]
+    header = {"adapters": fingerprints({n: str(bundled_adapter(n)) for n in ("concise", "positive")}),
+              "prompts": prompts, "max_new_tokens": args.max_new_tokens}
+    parts = Parts(args.resume, header)
     texts = {}
     for label, second in (("original", positive), ("flipped", positive_flipped)):
         mod = MOD([policy_of(concise, tokenizer, "concise"), policy_of(second, tokenizer, label)])
-        texts[("MOD", label)] = mod.generate([p for p, _ in rows], [list(w) for _, w in rows],
-                                             max_new_tokens=args.max_new_tokens)
+        by_row = {}
+        for start in range(0, len(prompts), CHUNK):  # a chunk's weightings of one prompt share its forwards
+            chunk = [(p, w) for p in prompts[start:start + CHUNK] for w in grid]
+            decoded = parts.get(f"MOD {label} prompts from {start}", lambda chunk=chunk: mod.generate(
+                [p for p, _ in chunk], [list(w) for _, w in chunk], max_new_tokens=args.max_new_tokens))
+            by_row.update(zip(chunk, decoded))
+        texts[("MOD", label)] = [by_row[(p, w)] for w in grid for p in prompts]
         rs_texts = []
         for w in grid:
-            merged = merge_full_models([concise, second], list(w))
-            rs_texts += MOD([policy_of(merged, tokenizer, "rs")]).generate(prompts, [1.0],
+            def soup(w=w, second=second):
+                merged = merge_full_models([concise, second], list(w))
+                return MOD([policy_of(merged, tokenizer, "rs")]).generate(prompts, [1.0],
                                                                          max_new_tokens=args.max_new_tokens)
-            del merged
+            rs_texts += parts.get(f"RS {label} {list(w)}", soup)
         texts[("RS", label)] = rs_texts
 
     def mean_scores(method, label, w_index):

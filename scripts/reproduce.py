@@ -9,7 +9,8 @@ Steps, each printed as it starts and timed:
 2. each run is shipped to docs/reproduction/<config>/: run.json, sweep.yaml, results.jsonl.gz (the rows,
    compressed) and the report (report.html, PNGs) recomputed from that export, so
    `moddecode report docs/reproduction/<config>` regenerates every table from the shipped file;
-3. H.1 (scripts/h1_flip_experiment.py -> docs/reproduction/h1.json; reused when present, --redo-h1 reruns);
+3. H.1 (scripts/h1_flip_experiment.py -> docs/reproduction/h1.json; reused when present, --redo-h1 reruns,
+   resuming from runs/repro/h1.jsonl);
 4. docs/reproduction/README.md: the claims table (eval/report/claims.py: explicit rules on paired
    intervals, stated in the page), then each run's tables and the H.1 table.
 """
@@ -92,7 +93,8 @@ def run_h1(docs: Path, args) -> dict | None:
     prompts, tokens = (2, 8) if args.smoke else (args.h1_prompts, args.h1_tokens)
     log(f"H.1: scripts/h1_flip_experiment.py --prompts {prompts} -n {tokens}")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "h1_flip_experiment.py"), "--prompts", str(prompts),
-                    "-n", str(tokens), "--json", str(out)], check=True, cwd=ROOT)
+                    "-n", str(tokens), "--json", str(out), "--resume", str(args.runs / "h1.jsonl")],
+                   check=True, cwd=ROOT)
     return json.loads(out.read_text())
 
 
