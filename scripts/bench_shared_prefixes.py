@@ -21,15 +21,14 @@ import torch
 
 from moddecode import DecodingConfig
 from moddecode.config import load_policy_set
-from moddecode.decoding import DecodeLoop, RowSpec
+from moddecode.decoding import RowSpec
 from moddecode.eval.sweep import load_sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def decode(mod, prompts: list[str], weightings: list[list[float]], config: DecodingConfig, share: bool):
-    engine = mod.engine
-    loop = DecodeLoop(engine.rows(), mod.policies[0].tokenizer, engine.eos_ids(False), share_prefixes=share)
+    loop = mod.engine.loop(share_prefixes=share)
     keys = [(p, k) for p in range(len(prompts)) for k in range(len(weightings))]
     loop.submit([RowSpec(prompts[p], torch.tensor(weightings[k], dtype=torch.float64), config,
                          config.max_new_tokens, key=(p, k)) for p, k in keys])

@@ -41,11 +41,11 @@ class TransformersEngine(Engine):
         members = [*self.policies, *([self.reference] if with_reference and self.reference is not None else [])]
         return set().union(*(p.eos_token_ids() for p in members))
 
-    def loop(self, max_rows: int | None = None) -> DecodeLoop:
+    def loop(self, max_rows: int | None = None, share_prefixes: bool = True) -> DecodeLoop:
         """A decode loop over all members, for callers that keep submitting rows (a server); at most
         `max_rows` rows decode at once, the others wait for a free place."""
         return DecodeLoop(self.rows(), self.policies[0].tokenizer, self.eos_ids(False),
-                          max_rows=max_rows, reference_eos_ids=self.eos_ids(True))
+                          max_rows=max_rows, reference_eos_ids=self.eos_ids(True), share_prefixes=share_prefixes)
 
     def decode(self, prompts: list[str], weighting: Weighting, config: DecodingConfig, *,
                limits: list[int], diagnostics: bool = False, logprobs: int | None = None) -> Iterator[TextDelta]:
