@@ -10,7 +10,7 @@ and fluency (the `fluency` scorer: mean token log-prob
 of each response under the plain base model, averaged over prompts) move, and writes the table as JSON.
 
     .venv/bin/python scripts/h1_flip_experiment.py [--prompts 8] [-n 32] [--prompts-file data/prompts/heldout.jsonl]
-        [--json docs/reproduction/h1.json] [--resume runs/h1.jsonl]
+        [--json docs/reproduction/h1.json] [--resume runs/h1.jsonl] [--device cuda]
 
 With --resume FILE each finished part (MOD on 10 prompts, RS at one weighting) is appended to FILE and a
 rerun skips it; FILE starts over when the adapters, prompts or token limit differ.
@@ -31,20 +31,20 @@ from moddecode.baselines.rewarded_soups import merge_full_models
 from moddecode.eval.grids import two_objective_grid
 from moddecode.eval.local_files import fingerprints
 from moddecode.eval.scorers import FluencyScorer, get_scorer
-from moddecode.policy import LoadedModel, Policy, resolve_source
+from moddecode.policy import LoadedModel, Policy, load_tokenizer, resolve_source
 from moddecode.train.prefs import read_prompts
 
 
 CHUNK = 10  # prompts per MOD call: 10 x 11 rows, which bounds the KV cache
 
 
-def adapted_full_model(folder: str, adapter: Path):
+def adapted_full_model(folder: str, adapter: Path, device: torch.device):
     """The base model with a LoRA adapter merged into its weights (a plain transformers model)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().eval()
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().to(device).eval()
 
 
 def flip_qk(model, layers: int = 2):
@@ -58,8 +58,8 @@ def flip_qk(model, layers: int = 2):
 
 
 def policy_of(model, tokenizer, name: str) -> Policy:
-    return Policy(LoadedModel(key=f"{name}|cpu|float32", model=model, tokenizer=tokenizer), adapter_name=None,
-                  system_prompt=None, name=name)
+    return Policy(LoadedModel(key=f"{name}|{model.device}|float32", model=model, tokenizer=tokenizer),
+                  adapter_name=None, system_prompt=None, name=name)
 
 
 class Parts:
@@ -99,19 +99,19 @@ def main() -> None:
     parser.add_argument("--prompts-file", default="data/prompts/heldout.jsonl",
                         help="held-out prompts; the last --prompts of them are decoded")
     parser.add_argument("--resume", default=None, help="a JSONL file of finished parts, so a rerun resumes")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     args = parser.parse_args()
-    from transformers import AutoTokenizer
-
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder, _ = resolve_source("smollm2")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    concise = adapted_full_model(folder, bundled_adapter("concise"))
-    positive = adapted_full_model(folder, bundled_adapter("positive"))
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    concise = adapted_full_model(folder, bundled_adapter("concise"), device)
+    positive = adapted_full_model(folder, bundled_adapter("positive"), device)
     positive_flipped = flip_qk(positive)
     prompts = [p.prompt for p in read_prompts(args.prompts_file)[-args.prompts:]]
-    ids = torch.tensor([policy_of(positive, tokenizer, "p").encode(prompts[0])])
+    ids = torch.tensor([policy_of(positive, tokenizer, "p").encode(prompts[0])], device=device)
     with torch.no_grad():
         logit_gap = float((positive(input_ids=ids).logits - positive_flipped(input_ids=ids).logits).abs().max())
     weight_gap = float((positive.model.layers[-1].self_attn.q_proj.weight
@@ -168,7 +168,9 @@ def main() -> None:
               f"        {flu_o:.3f} -> {flu_f:.3f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        ran_on = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         Path(args.json_out).write_text(json.dumps({"logit_gap": logit_gap, "q_weight_gap": weight_gap,
+                                                   "ran_on": f"{ran_on}, torch {torch.__version__}",
                                                    "prompts": prompts, "rows": table}, indent=2))
 
 

@@ -65,7 +65,7 @@ def test_reproduce_smoke_end_to_end_and_resume(tmp_path, base_a, adapters, capsy
     page = (docs / "README.md").read_text()
     for needle in ("## The paper's claims, side by side", "| Eq. 5 optimality |", "| Theorem 2(ii) |",
                    "| MOD vs RS frontier |", "| Negative weights |", "| H.1 |", "**not run**", "Rules (",
-                   "MOD − RS per weighting", "--smoke", "mean fluency"):
+                   "MOD − RS per weighting", "--smoke", "mean fluency", "rows, decoded on "):
         assert needle in page, needle
     theory_rows = [line for line in page.splitlines() if line.startswith(("| Eq. 5", "| Theorem 2"))]
     assert all("**reproduced**" in line for line in theory_rows)

@@ -22,7 +22,8 @@ from moddecode.cli.evaluate import register
 from moddecode.eval.scorers import register_scorer
 from moddecode.eval.store import ResultStore, result_key, weights_key
 from moddecode.baselines import rs_skip_reason
-from moddecode.eval.sweep import load_sweep_config, make_batches, plan_jobs, run_sweep
+from moddecode.eval.sweep import load_sweep_config, make_batches, plan_jobs, read_run_file, run_sweep
+from moddecode.eval.sweep.run import where_rows_run
 from moddecode.mod import MOD
 
 
@@ -81,6 +82,7 @@ def test_resume_after_a_crash_recomputes_nothing(tmp_path, base_a, monkeypatch):
         run_sweep(config, tmp_path, progress=False)
     first = stored(tmp_path)
     assert len(first) == 2 * config.batch_size  # exactly the two committed batches
+    assert read_run_file(tmp_path)["ran_on"] == [where_rows_run(config, "local")]  # said before the crash
 
     FlakyLength.state.update(calls=0, fail_after=10**9)
     calls.clear()
@@ -91,6 +93,17 @@ def test_resume_after_a_crash_recomputes_nothing(tmp_path, base_a, monkeypatch):
     assert set(second) == plan_keys(config) and summary.already_done == len(first)
     assert all(second[k] == v for k, v in first.items())  # same row ids and creation times: not recomputed
     assert run_sweep(config, tmp_path, progress=False).added == 0
+
+
+def test_run_file_lists_the_machines_that_produced_rows(tmp_path, base_a):
+    config = load_sweep_config(prompted(base_a))
+    run_sweep(config, tmp_path, progress=False)
+    here = where_rows_run(config, "local")
+    assert read_run_file(tmp_path)["ran_on"] == [here] and "torch" in here
+    info = read_run_file(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({**info, "ran_on": ["another machine"]}))
+    assert run_sweep(config, tmp_path, progress=False).added == 0
+    assert read_run_file(tmp_path)["ran_on"] == ["another machine"]  # a rerun that adds nothing claims no rows
 
 
 KILL_SCRIPT = """

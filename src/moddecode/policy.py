@@ -127,18 +127,26 @@ def resolve_source(source: str) -> tuple[str, Path | None]:
     return source, None  # a hub id; only works online
 
 
+def load_tokenizer(folder: str):
+    """The folder's tokenizer, padding with EOS where it names no pad token (batched prompts are left-padded)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _load(key: str, folder: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except Exception as exc:  # network, missing files, bad config: one clear error
         hint = "" if Path(folder).exists() else " (not a local folder or .gguf file; a hub id needs network access)"
         raise ModelLoadError(f"could not load model {folder!r}{hint}: {str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(key=key, model=model, tokenizer=tokenizer)
 
 

@@ -21,7 +21,8 @@ def run_markdown(s: Summary, title: str, folder: str) -> str:
     lines = [f"### {title}", "",
              f"`{folder}/` (config `{info['name']}`, hash `{info['config_hash']}`): {len(info['prompts'])} prompts from "
              f"`{info['prompts_source']}`, {len(s.weightings)} weightings, decoding `{info['decoding']}`, "
-             f"divergences {', '.join(info['divergences'])}; {s.rows_present} of {s.rows_planned} rows.", ""]
+             f"divergences {', '.join(info['divergences'])}; {s.rows_present} of {s.rows_planned} rows"
+             + (f", decoded on {' and '.join(info['ran_on'])}" if info.get("ran_on") else "") + ".", ""]
     if s.normalizer is not None:
         lines += ["Normalisation (single adapters' range): " + "; ".join(
             f"{o} [{lo:.3g}, {hi:.3g}]" for o, lo, hi in zip(s.objectives, s.normalizer.low, s.normalizer.high))
@@ -52,8 +53,9 @@ def run_markdown(s: Summary, title: str, folder: str) -> str:
 
 def h1_markdown(h1: dict) -> str:
     """The H.1 table from h1.json."""
-    lines = ["| weights (concise, positive) | MOD outputs unchanged | RS outputs unchanged | RS conciseness, original "
-             "-> flipped | RS positivity | RS fluency (mean token log-prob) |", "|---|---|---|---|---|---|"]
+    lines = [f"Decoded on {h1['ran_on']}.", ""] if h1.get("ran_on") else []
+    lines += ["| weights (concise, positive) | MOD outputs unchanged | RS outputs unchanged | RS conciseness, original "
+              "-> flipped | RS positivity | RS fluency (mean token log-prob) |", "|---|---|---|---|---|---|"]
     for r in h1["rows"]:
         o, f = r["rs"]["original"], r["rs"]["flipped"]
         lines.append(f"| {', '.join(f'{x:g}' for x in r['weights'])} | {r['mod_identical']}/{r['n']} | "

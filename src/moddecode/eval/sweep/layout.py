@@ -24,8 +24,12 @@ def read_run_file(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_run_file(run_dir: Path, config, chash: str, skipped: dict, seconds: float | None) -> None:
-    """run.json: what `moddecode report` needs to find and label this run's rows (`config`: a SweepConfig)."""
+def write_run_file(run_dir: Path, config, chash: str, skipped: dict, seconds: float | None,
+                   ran_on: list[str] | None = None) -> None:
+    """run.json: what `moddecode report` needs to find and label this run's rows (`config`: a SweepConfig).
+
+    `ran_on`: the machines that produced its rows (greedy texts can differ in rare near-ties between devices).
+    """
     info: dict[str, Any] = {
         "name": config.name, "config_hash": chash, "store": STORE_FILE, "objectives": list(config.objectives),
         "columns": list(config.columns),
@@ -33,7 +37,7 @@ def write_run_file(run_dir: Path, config, chash: str, skipped: dict, seconds: fl
         "methods": config.method_names(), "skipped": skipped, "weightings": [list(w) for w in config.weightings],
         "prompts": [{"id": i, "prompt": t} for i, t in config.prompts], "prompts_source": config.prompts_source,
         "decoding": config.decoding, "scorers": list(config.scorers), "rs_merge": config.rs_merge,
-        "report": config.report, "last_sweep_seconds": seconds,
+        "report": config.report, "last_sweep_seconds": seconds, "ran_on": list(ran_on or []),
     }
     run_dir = Path(run_dir)
     tmp = run_dir / (RUN_FILE + ".tmp")

@@ -25,6 +25,17 @@ class SweepSummary:
     skipped: dict[str, str]  # method -> reason
 
 
+def where_rows_run(config: SweepConfig, backend: str) -> str:
+    """This machine's device for the sweep's models (local backend), e.g. 'NVIDIA H200, torch 2.11.0+cu130'."""
+    import torch
+
+    if backend != "local":
+        return f"{backend} workers"
+    device = torch.device(config.policy_set.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    return f"{name}, torch {torch.__version__}"
+
+
 def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local", workers: int = 1,
               ray_address: str | None = None, progress: bool = True, config_text: str | None = None,
               log=print) -> SweepSummary:
@@ -52,7 +63,8 @@ def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local
             log(f"the config or the model files it names changed since the last sweep in {run_dir} (hash "
                 f"{previous.get('config_hash')} -> {chash}); its rows stay in the store, and this run starts its "
                 "own row set")
-        write_run_file(run_dir, config, chash, skipped, seconds=None)
+        ran_on = list(previous.get("ran_on", [])) if previous and previous.get("config_hash") == chash else []
+        write_run_file(run_dir, config, chash, skipped, seconds=None, ran_on=ran_on)
         plan = plan_jobs(config)
         done = store.done_keys(chash)
         todo = [j for j in plan if result_key(j.prompt_id, j.method, j.weights) not in done]
@@ -64,11 +76,15 @@ def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local
             bar = tqdm(total=len(plan), initial=already, unit="row", desc=f"sweep {config.name}",
                        disable=not progress, dynamic_ncols=True, smoothing=0.1)
             try:
+                here = where_rows_run(config, backend)
                 for rows in runner.run(make_batches(todo, config.batch_size)):
                     added += store.add_many({**r, "config_hash": chash} for r in rows)
+                    if added and here not in ran_on:  # said with the first rows, so a killed run still says it
+                        ran_on.append(here)
+                        write_run_file(run_dir, config, chash, skipped, seconds=None, ran_on=ran_on)
                     bar.update(len(rows))
             finally:
                 bar.close()
         seconds = time.time() - start
-        write_run_file(run_dir, config, chash, skipped, seconds=seconds)
+        write_run_file(run_dir, config, chash, skipped, seconds=seconds, ran_on=ran_on)
     return SweepSummary(run_dir, chash, len(plan), already, added, seconds, skipped)
