@@ -12,7 +12,8 @@ Steps, each printed as it starts and timed:
 3. H.1 (scripts/h1_flip_experiment.py -> docs/reproduction/h1.json; reused when present, --redo-h1 reruns,
    resuming from runs/repro/h1.jsonl);
 4. docs/reproduction/README.md: the claims table (eval/report/claims.py: explicit rules on paired
-   intervals, stated in the page), then each run's tables and the H.1 table.
+   intervals, stated in the page), the hand-written reading of the results (examples/repro/discussion.md,
+   flagged on the page when the runs it was written for have changed), then each run's tables and H.1's.
 """
 
 from __future__ import annotations
@@ -112,6 +113,23 @@ def claims_for(summaries: dict, h1: dict | None) -> list:
     return claims
 
 
+def discussion(path: Path, summaries: dict) -> list[str]:
+    """The hand-written reading of the results, with a warning when the runs it names (its first line:
+    `<!-- runs: stem=config_hash ... -->`) are not the runs on the page."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    first = text.splitlines()[0] if text else ""
+    written_for = dict(item.split("=", 1) for item in first.removeprefix("<!-- runs:").removesuffix("-->").split()
+                       if "=" in item) if first.startswith("<!-- runs:") else {}
+    now = {stem: s.info["config_hash"] for stem, s in summaries.items()}
+    changed = sorted(stem for stem in set(written_for) | set(now) if written_for.get(stem) != now.get(stem))
+    warning = ([f"> **Written for other runs**: {', '.join(changed)} changed since this reading was written "
+                f"({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}); its numbers may not match "
+                "the tables below.", ""] if changed else [])
+    return ["## Reading the results", "", *warning, text.strip(), ""]
+
+
 def write_page(docs: Path, summaries: dict, h1: dict | None, args) -> Path:
     claims = claims_for(summaries, h1)
     parts = ["# Reproduction in miniature: MOD vs Rewarded Soups on the bundled adapters", "",
@@ -121,8 +139,8 @@ def write_page(docs: Path, summaries: dict, h1: dict | None, args) -> Path:
              "recomputes every table from them. Objectives are normalised by the single adapters' range before "
              "any w-weighted score or win rate; differences are paired over prompts (same prompts, bootstrap "
              "seed 0). The adapters and their own held-out evaluation: `scripts/eval_adapters.py` "
-             "(`adapters_eval.json`).", "", "## The paper's claims, side by side", "", claims_markdown(claims),
-             "## Runs", ""]
+             "(`adapters_eval.json`).", "", "## The paper's claims, side by side", "", claims_markdown(claims)]
+    parts += discussion(args.configs / "discussion.md", summaries) + ["## Runs", ""]
     parts += [run_markdown(s, s.info["name"], stem) for stem, s in summaries.items()]
     if h1:
         parts += ["## H.1: flip the sign of Q and K in the last two layers", "", h1_markdown(h1)]

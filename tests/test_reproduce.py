@@ -88,3 +88,21 @@ def test_a_config_whose_adapters_are_missing_is_skipped_with_the_reason(tmp_path
     out = capsys.readouterr().out
     assert "skip negative.yaml" in out and "not-trained-yet" in out and "sweep negative.yaml" not in out
     assert "**not run**" in (docs / "README.md").read_text() and not (tmp_path / "runs" / "negative").exists()
+
+
+def test_the_hand_written_reading_is_flagged_when_its_runs_changed(tmp_path, base_a, adapters):
+    reproduce = reproduce_module()
+    configs = tiny_configs(tmp_path / "configs", base_a, adapters)
+    argv = ["--configs", str(configs), "--docs", str(tmp_path / "docs"), "--runs", str(tmp_path / "runs"),
+            "--smoke", "--skip-h1", "--no-progress"]
+    (configs / "discussion.md").write_text("<!-- runs: pair=0 negative=0 -->\nMOD wins where it should.\n")
+    assert reproduce.main(argv) == 0
+    page = (tmp_path / "docs" / "README.md").read_text()
+    assert "## Reading the results" in page and "MOD wins where it should." in page
+    assert "**Written for other runs**: negative, pair changed" in page
+    hashes = " ".join(f"{stem}={summarize(tmp_path / 'docs' / stem).info['config_hash']}"
+                      for stem in ("pair", "negative"))
+    (configs / "discussion.md").write_text(f"<!-- runs: {hashes} -->\nMOD wins where it should.\n")
+    assert reproduce.main(argv) == 0
+    page = (tmp_path / "docs" / "README.md").read_text()
+    assert "MOD wins where it should." in page and "Written for other runs" not in page
