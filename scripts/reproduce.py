@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,16 @@ def ready(path: Path) -> bool:
     return True
 
 
+def portable(info: dict) -> dict:
+    """run.json with the paths inside this repository made relative to it (a shipped run names no machine)."""
+    def relative(text):
+        path = Path(os.path.normpath(text)) if isinstance(text, str) and os.path.isabs(text) else None
+        return str(path.relative_to(ROOT)) if path is not None and path.is_relative_to(ROOT) else text
+
+    policies = [{k: relative(v) for k, v in p.items()} for p in info.get("policies", [])]
+    return {**info, "policies": policies, "prompts_source": relative(info.get("prompts_source"))}
+
+
 def sweep_and_ship(path: Path, runs: Path, docs: Path, args) -> Path:
     cfg = load_sweep_config(path)
     cfg = smoke(cfg) if args.smoke else cfg
@@ -74,8 +85,9 @@ def sweep_and_ship(path: Path, runs: Path, docs: Path, args) -> Path:
     log(f"  {path.stem}: {result.total} rows, {result.already_done} already done, {result.added} added in "
         f"{time.time() - start:.0f} s")
     ship.mkdir(parents=True, exist_ok=True)
-    for name in (RUN_FILE, CONFIG_COPY):
-        shutil.copy(run_dir / name, ship / name)
+    shutil.copy(run_dir / CONFIG_COPY, ship / CONFIG_COPY)
+    (ship / RUN_FILE).write_text(json.dumps(portable(json.loads((run_dir / RUN_FILE).read_text())), indent=2,
+                                            ensure_ascii=False))
     (ship / STORE_FILE).unlink(missing_ok=True)  # the report must read the shipped export
     count = export_rows(run_dir / STORE_FILE, result.config_hash, ship / EXPORT_FILE)
     files = write_report(ship, ship)

@@ -106,3 +106,14 @@ def test_the_hand_written_reading_is_flagged_when_its_runs_changed(tmp_path, bas
     assert reproduce.main(argv) == 0
     page = (tmp_path / "docs" / "README.md").read_text()
     assert "MOD wins where it should." in page and "Written for other runs" not in page
+
+
+def test_shipped_run_files_name_repository_paths_relative_to_it():
+    portable = reproduce_module().portable
+    info = {"policies": [{"name": "a", "source": "smollm2", "adapter": str(ROOT / "examples/repro/../../src/x")},
+                         {"name": "b", "source": "/elsewhere/model", "adapter": None}],
+            "prompts_source": str(ROOT / "data" / "prompts.jsonl"), "name": "t"}
+    shipped = portable(info)
+    assert shipped["policies"][0] == {"name": "a", "source": "smollm2", "adapter": "src/x"}
+    assert shipped["policies"][1] == info["policies"][1] and shipped["prompts_source"] == "data/prompts.jsonl"
+    assert shipped["name"] == "t"
