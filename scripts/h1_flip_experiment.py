@@ -168,7 +168,7 @@ def main() -> None:
               f"        {flu_o:.3f} -> {flu_f:.3f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        ran_on = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        ran_on = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         Path(args.json_out).write_text(json.dumps({"logit_gap": logit_gap, "q_weight_gap": weight_gap,
                                                    "ran_on": f"{ran_on}, torch {torch.__version__}",
                                                    "prompts": prompts, "rows": table}, indent=2))
