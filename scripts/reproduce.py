@@ -10,7 +10,7 @@ Steps, each printed as it starts and timed:
    compressed) and the report (report.html, PNGs) recomputed from that export, so
    `moddecode report docs/reproduction/<config>` regenerates every table from the shipped file;
 3. H.1 (scripts/h1_flip_experiment.py -> docs/reproduction/h1.json; reused when present, --redo-h1 reruns,
-   resuming from runs/repro/h1.jsonl);
+   resuming from runs/repro/h1-<prompts>.jsonl, one file per prompt count so another count never discards it);
 4. docs/reproduction/README.md: the claims table (eval/report/claims.py: explicit rules on paired
    intervals, stated in the page), the hand-written reading of the results (examples/repro/discussion.md,
    flagged on the page when the runs it was written for have changed), then each run's tables and H.1's.
@@ -106,7 +106,7 @@ def run_h1(docs: Path, args) -> dict | None:
     prompts, tokens = (2, 8) if args.smoke else (args.h1_prompts, args.h1_tokens)
     log(f"H.1: scripts/h1_flip_experiment.py --prompts {prompts} -n {tokens}")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "h1_flip_experiment.py"), "--prompts", str(prompts),
-                    "-n", str(tokens), "--json", str(out), "--resume", str(args.runs / "h1.jsonl")],
+                    "-n", str(tokens), "--json", str(out), "--resume", str(args.runs / f"h1-{prompts}.jsonl")],
                    check=True, cwd=ROOT)
     return json.loads(out.read_text())
 

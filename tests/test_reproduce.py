@@ -117,3 +117,23 @@ def test_shipped_run_files_name_repository_paths_relative_to_it():
     assert shipped["policies"][0] == {"name": "a", "source": "smollm2", "adapter": "src/x"}
     assert shipped["policies"][1] == info["policies"][1] and shipped["prompts_source"] == "data/prompts.jsonl"
     assert shipped["name"] == "t"
+
+
+def test_h1_resumes_from_a_file_per_prompt_count(tmp_path, monkeypatch):
+    reproduce = reproduce_module()
+    calls = []
+
+    def fake_run(cmd, **kwargs):  # stands in for the H.1 script: records its arguments, writes its JSON
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--json") + 1])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text('{"rows": []}')
+
+    monkeypatch.setattr(reproduce.subprocess, "run", fake_run)
+    for prompts in (7, 9):
+        args = reproduce.argparse.Namespace(skip_h1=False, redo_h1=True, smoke=False, h1_prompts=prompts,
+                                            h1_tokens=11, runs=tmp_path / "runs")
+        assert reproduce.run_h1(tmp_path / "docs", args) == {"rows": []}
+    resumes = [cmd[cmd.index("--resume") + 1] for cmd in calls]
+    assert resumes == [str(tmp_path / "runs" / "h1-7.jsonl"), str(tmp_path / "runs" / "h1-9.jsonl")]
+    assert [cmd[cmd.index("--prompts") + 1] for cmd in calls] == ["7", "9"] and all("11" in cmd for cmd in calls)
