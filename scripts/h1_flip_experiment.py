@@ -31,7 +31,8 @@ from moddecode.baselines.rewarded_soups import merge_full_models
 from moddecode.eval.grids import two_objective_grid
 from moddecode.eval.local_files import fingerprints
 from moddecode.eval.scorers import FluencyScorer, get_scorer
-from moddecode.policy import LoadedModel, Policy, load_tokenizer, resolve_source
+from moddecode.policy import (LoadedModel, Policy, default_device, describe_device, load_tokenizer,
+                             resolve_source)
 from moddecode.train.prefs import read_prompts
 
 
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--resume", default=None, help="a JSONL file of finished parts, so a rerun resumes")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     args = parser.parse_args()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(args.device)
     folder, _ = resolve_source("smollm2")
     tokenizer = load_tokenizer(folder)
     from transformers import AutoModelForCausalLM
@@ -168,9 +169,8 @@ def main() -> None:
               f"        {flu_o:.3f} -> {flu_f:.3f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        ran_on = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         Path(args.json_out).write_text(json.dumps({"logit_gap": logit_gap, "q_weight_gap": weight_gap,
-                                                   "ran_on": f"{ran_on}, torch {torch.__version__}",
+                                                   "ran_on": describe_device(device),
                                                    "prompts": prompts, "rows": table}, indent=2))
 
 

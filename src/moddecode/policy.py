@@ -85,6 +85,18 @@ class LoadedModel:
         return name
 
 
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or else the GPU where torch sees one, else the CPU: where a model loads unless told."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def describe_device(device: str | torch.device) -> str:
+    """The device and torch build, e.g. 'NVIDIA H200, torch 2.11.0+cu130' (said where results were decoded)."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    return f"{name}, torch {torch.__version__}"
+
+
 class ModelCache:
     """Loaded base models by (source, device, dtype), so loading the same source twice reuses one copy."""
 
@@ -94,7 +106,7 @@ class ModelCache:
     def get(self, source: str, *, device: str | torch.device | None = None,
             dtype: torch.dtype | None = None) -> LoadedModel:
         folder, gguf = resolve_source(source)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = default_device(device)
         if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one device: one copy
             device = torch.device("cuda", torch.cuda.current_device())
         dtype = dtype or torch.float32

@@ -162,7 +162,8 @@ def h1_claim(h1: dict | None) -> Claim:
     worse = sum(d > 0 for d in drops)
     ok = mod_same and rs_changed > 0 and worse > len(interior) / 2
     return Claim("H.1", paper, ours, REPRODUCED if ok else NOT_REPRODUCED,
-                 f"{len(h1['prompts'])} prompts; logit gap {h1['logit_gap']:.1e}; MOD identical at {sum(r['mod_identical'] == r['n'] for r in rows)}"
+                 f"{len(h1['prompts'])} prompts; logit gap {h1['logit_gap']:.1e}; MOD identical at "
+                 f"{sum(r['mod_identical'] == r['n'] for r in rows)}"
                  f"/{len(rows)} weightings; RS changed at {rs_changed}/{len(interior)} interior weightings, less "
                  f"fluent at {worse}/{len(interior)} (largest drop {max(drops, default=0.0):.3f} nats/token)")
 

@@ -27,13 +27,11 @@ class SweepSummary:
 
 def where_rows_run(config: SweepConfig, backend: str) -> str:
     """This machine's device for the sweep's models (local backend), e.g. 'NVIDIA H200, torch 2.11.0+cu130'."""
-    import torch
+    from ...policy import default_device, describe_device
 
     if backend != "local":
         return f"{backend} workers"
-    device = torch.device(config.policy_set.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    return f"{name}, torch {torch.__version__}"
+    return describe_device(default_device(config.policy_set.get("device")))
 
 
 def run_sweep(config: SweepConfig, run_dir: str | Path, *, backend: str = "local", workers: int = 1,
