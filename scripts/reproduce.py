@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="2 prompts x 8 new tokens per config")
     parser.add_argument("--skip-h1", action="store_true", help="use docs/h1.json if present, never run H.1")
     parser.add_argument("--redo-h1", action="store_true")
-    parser.add_argument("--h1-prompts", type=int, default=50,
-                        help="H.1's held-out prompts (default 50: its 4 x 11 x N decodes of two full models took "
-                        "about an hour on 2 CPU cores at 50)")
+    parser.add_argument("--h1-prompts", type=int, default=100,
+                        help="H.1's held-out prompts (default 100, the sweeps' count: its 4 x 11 x N decodes of two "
+                        "full models take about two hours on 2 CPU cores at 100)")
     parser.add_argument("--h1-tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
