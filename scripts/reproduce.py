@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo-h1", action="store_true")
     parser.add_argument("--h1-prompts", type=int, default=100,
                         help="H.1's held-out prompts (default 100, the sweeps' count: its 4 x 11 x N decodes of two "
-                        "full models take about two hours on 2 CPU cores at 100)")
+                        "full models and their scoring take about an hour on 2 CPU cores at 100)")
     parser.add_argument("--h1-tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
