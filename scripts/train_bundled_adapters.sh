@@ -3,10 +3,9 @@
 # Every step resumes where it stopped when run again.
 #   bash scripts/train_bundled_adapters.sh            # needs .venv (bash scripts/setup.sh)
 # This is what made the shipped adapters, run to the end on 2 CPU cores on 2026-11-27 (no GPU was lent):
-# sampling 320 prompts x 5 answers took 31 min; a DPO run of 16 steps 5-6 min, of 32 steps 9-12 min, of 48
-# steps 15 min; the eval of step 3 10 min. PROMPTS=2000 samples the whole prompt file (about 3.3 h more here;
-# the finished batches are kept), after which the adapters must be trained into new folders (their data
-# hash changes).
+# sampling 2000 prompts x 5 answers took about 3.5 h (10-13 prompts/min); a DPO run of 16 steps 5-6 min, of
+# 32 steps 10 min, of 48 steps 16 min; the eval of step 3 9 min, of step 5 4 min. The whole run after
+# sampling took 87 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=src/moddecode/adapters
@@ -22,16 +21,16 @@ if [ "${PREFS_ENGINE:-transformers}" = vllm ]; then
 else
   sample=(.venv/bin/moddecode make-prefs)
 fi
-"${sample[@]}" data/prompts/train.jsonl --limit "${PROMPTS:-320}" -o runs/prefs --prompts-per-batch 32 \
+"${sample[@]}" data/prompts/train.jsonl --limit "${PROMPTS:-2000}" -o runs/prefs --prompts-per-batch 32 \
   --scorer conciseness --scorer vader --scorer readability -k 2 -n 192 --temperature 0.8 --top-p 0.95 --seed 0 \
   --margin conciseness=0.1 --margin vader=0.1 --margin readability=10 \
   --style "conciseness=Answer in one short sentence." \
   --style "vader=You are a cheerful, optimistic assistant. Use warm, happy, positive words like great, wonderful, love, enjoy and fun." \
   --style "readability=Explain things simply: use short sentences and easy, everyday words, as if talking to a young child."
-# 2. One reverse-KL adapter per objective. The positive pairs differ in tone at equal length (81 vs 89 words),
-#    a weaker signal than length or word choice: 16 steps at 5e-4 left their loss at 0.64 and 32 steps at 1e-3
-#    moved held-out VADER by +0.146 (target +0.15), so the positive adapter gets 48 steps (3 epochs) at 1e-3.
-#    Its JSD/alpha variants below get 32 (the CPU time this run had).
+# 2. One reverse-KL adapter per objective. The positive pairs differ in tone at nearly equal length (81 vs 87
+#    words), a weaker signal than length or word choice: on the first 320 prompts' pairs, 32 steps at 1e-3 moved
+#    held-out VADER by only +0.146 (target +0.15), so the positive adapter gets 48 steps at 1e-3 (384 of its 734
+#    pairs, none seen twice). Its JSD/alpha variants below get 32.
 M=.venv/bin/moddecode
 common=(--batch-size 8 --max-length 160 --beta 0.1 --lora-r 8 --lora-alpha 16)
 short=(--max-steps 16 --lr 5e-4)
