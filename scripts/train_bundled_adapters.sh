@@ -2,10 +2,10 @@
 # Issue 12's recipe for the bundled adapters in src/moddecode/adapters/, on the bundled SmolLM2-135M-Instruct.
 # Every step resumes where it stopped when run again.
 #   bash scripts/train_bundled_adapters.sh            # needs .venv (bash scripts/setup.sh)
-# This is what made the shipped adapters, run to the end on 2 CPU cores on 2026-11-27 (no GPU was lent):
-# sampling 2000 prompts x 5 answers took about 3.5 h (10-13 prompts/min); a DPO run of 16 steps 5-6 min, of
-# 32 steps 10 min, of 48 steps 16 min; the eval of step 3 9 min, of step 5 4 min. The whole run after
-# sampling took 87 min.
+# This is what made the shipped adapters on 2026-11-27. On 2 CPU cores: sampling 2000 prompts x 5 answers took
+# about 3.5 h (10-13 prompts/min); a DPO run of 16 steps 5-6 min, of 32 steps 10 min, of 48 steps 16 min; the
+# eval of step 3 9 min. The three positive variants of step 4 and step 5's check ran on a lent H200 (the same
+# commands; about 40 s per adapter with three training at once, and 6 min for the check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=src/moddecode/adapters
